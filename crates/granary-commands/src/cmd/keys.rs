@@ -1,0 +1,3 @@
+use crate::table::Spec;
+
+pub static COMMANDS: &[Spec] = &[];

@@ -1,0 +1,22 @@
+//! Command families, one module each, like Redis's source files:
+//! `string` (t_string.c), `keys` (db.c and expire.c), `connection`,
+//! `client`, `server` (INFO, CONFIG, DEBUG, SHUTDOWN, ...), `introspection`
+//! (COMMAND). Each exports `COMMANDS`, its slice of the command table.
+
+pub mod client;
+pub mod connection;
+pub mod introspection;
+pub mod keys;
+pub mod server;
+pub mod string;
+
+use crate::table::Spec;
+
+pub static FAMILIES: &[&[Spec]] = &[
+    connection::COMMANDS,
+    client::COMMANDS,
+    string::COMMANDS,
+    keys::COMMANDS,
+    server::COMMANDS,
+    introspection::COMMANDS,
+];

@@ -1,0 +1,248 @@
+//! What a command handler sees: its arguments, the reply being written, the
+//! client, the server, and [`Store`], the keys it has locked.
+
+use crate::client::Client;
+use crate::server::Server;
+use crate::table::Spec;
+use bytes::Bytes;
+use granary_keyspace::{hash_bytes, Db, Entry, Locked, StrValue, Value};
+use granary_protocol::Reply;
+use std::borrow::Cow;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// An error reply; the text starts with the error code ("ERR ...").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdError(pub Cow<'static, str>);
+
+impl From<&'static str> for CmdError {
+    fn from(s: &'static str) -> Self {
+        CmdError(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for CmdError {
+    fn from(s: String) -> Self {
+        CmdError(Cow::Owned(s))
+    }
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+/// Redis's shared error texts.
+pub mod err {
+    pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+    pub const SYNTAX: &str = "ERR syntax error";
+    pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+    pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+    pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+    pub const NO_SUCH_KEY: &str = "ERR no such key";
+    pub const DB_RANGE: &str = "ERR DB index is out of range";
+    pub const NOAUTH: &str = "NOAUTH Authentication required.";
+    pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    pub const STRING_TOO_LONG: &str =
+        "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+}
+
+/// What the connection must do after a command, beyond sending its reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Close the connection once the reply is written (QUIT, CLIENT KILL of self).
+    Close,
+    /// Wait before running the next command (DEBUG SLEEP).
+    Sleep(Duration),
+    /// Stop the server (SHUTDOWN).
+    Shutdown,
+}
+
+pub struct Ctx<'a> {
+    pub server: &'a Server,
+    pub client: &'a mut Client,
+    pub args: &'a [Bytes],
+    pub out: &'a mut Reply,
+    pub spec: &'static Spec,
+    pub store: Store<'a>,
+    pub action: Option<Action>,
+}
+
+impl Ctx<'_> {
+    pub fn arg(&self, i: usize) -> &Bytes {
+        &self.args[i]
+    }
+
+    /// The wrong-arity error for this command, as Redis words it.
+    pub fn arity_error(&self) -> CmdError {
+        format!(
+            "ERR wrong number of arguments for '{}' command",
+            self.spec.name
+        )
+        .into()
+    }
+}
+
+/// The keys a command may touch: the shards the dispatcher locked for it,
+/// viewed through the client's selected database. Reads expire keys lazily
+/// and update their access clock; writes count toward `dirty`.
+pub struct Store<'a> {
+    pub server: &'a Server,
+    locked: Option<Locked<'a>>,
+    /// The client's selected database.
+    pub db: usize,
+    /// Milliseconds since the epoch when the command started; one command
+    /// sees one instant, as in Redis.
+    pub now: u64,
+    pub no_touch: bool,
+}
+
+impl<'a> Store<'a> {
+    pub fn new(server: &'a Server, locked: Option<Locked<'a>>, db: usize, now: u64) -> Self {
+        Store {
+            server,
+            locked,
+            db,
+            now,
+            no_touch: false,
+        }
+    }
+
+    pub fn locked(&mut self) -> &mut Locked<'a> {
+        self.locked
+            .as_mut()
+            .expect("command declared no keys but touched the keyspace")
+    }
+
+    fn clock(&self) -> u16 {
+        (self.now / 1000) as u16
+    }
+
+    /// The database `dbi`'s part of the shard holding `hash`.
+    pub fn db_of(&mut self, dbi: usize, hash: u64) -> &mut Db {
+        self.locked().shard(hash).db(dbi)
+    }
+
+    /// Looks a key up in database `dbi`, expiring it if due.
+    pub fn entry_in(&mut self, dbi: usize, key: &[u8]) -> Option<&mut Entry> {
+        let h = hash_bytes(key);
+        let now = self.now;
+        let touch = !self.no_touch;
+        let clock = self.clock();
+        let server = self.server;
+        let mut expired = 0;
+        let db = self.db_of(dbi, h);
+        let e = db.get_mut(h, key, now, &mut expired);
+        if expired > 0 {
+            server.stats.expired_keys.fetch_add(expired, Relaxed);
+        }
+        let e = e?;
+        if touch {
+            e.set_access_clock(clock);
+        }
+        Some(e)
+    }
+
+    pub fn entry(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        self.entry_in(self.db, key)
+    }
+
+    /// Looks up a key for a read command, counting keyspace hits and misses.
+    pub fn read(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let server = self.server;
+        let e = self.entry(key);
+        let stat = if e.is_some() {
+            &server.stats.keyspace_hits
+        } else {
+            &server.stats.keyspace_misses
+        };
+        stat.fetch_add(1, Relaxed);
+        e
+    }
+
+    /// The string at `key`, or WRONGTYPE.
+    pub fn read_str(&mut self, key: &[u8]) -> Result<Option<&mut StrValue>, CmdError> {
+        match self.read(key) {
+            None => Ok(None),
+            Some(e) => match &mut e.value {
+                Value::Str(s) => Ok(Some(s)),
+                #[allow(unreachable_patterns)]
+                _ => Err(err::WRONGTYPE.into()),
+            },
+        }
+    }
+
+    /// Like read_str, without counting hits (for writes that read first).
+    pub fn str_mut(&mut self, key: &[u8]) -> Result<Option<&mut StrValue>, CmdError> {
+        match self.entry(key) {
+            None => Ok(None),
+            Some(e) => match &mut e.value {
+                Value::Str(s) => Ok(Some(s)),
+                #[allow(unreachable_patterns)]
+                _ => Err(err::WRONGTYPE.into()),
+            },
+        }
+    }
+
+    /// Stores a value, replacing any old one and its TTL (unless `expire`
+    /// keeps one). Returns the old value.
+    pub fn set_in(
+        &mut self,
+        dbi: usize,
+        key: &[u8],
+        value: Value,
+        expire: Option<u64>,
+    ) -> Option<Value> {
+        let h = hash_bytes(key);
+        let clock = self.clock();
+        let db = self.db_of(dbi, h);
+        let old = db.insert(h, key, value, expire, clock);
+        self.modified(dbi, key);
+        old
+    }
+
+    pub fn set(&mut self, key: &[u8], value: Value, expire: Option<u64>) -> Option<Value> {
+        self.set_in(self.db, key, value, expire)
+    }
+
+    /// Deletes a key; returns its entry if it existed (and was not expired).
+    pub fn remove_in(&mut self, dbi: usize, key: &[u8]) -> Option<Entry> {
+        self.entry_in(dbi, key)?;
+        let h = hash_bytes(key);
+        let e = self.db_of(dbi, h).remove(h, key);
+        self.modified(dbi, key);
+        e
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        self.remove_in(self.db, key)
+    }
+
+    /// Current expire time of a live key (ms), or None.
+    pub fn expire_of_in(&mut self, dbi: usize, key: &[u8]) -> Option<u64> {
+        self.entry_in(dbi, key)?;
+        let h = hash_bytes(key);
+        let db = self.db_of(dbi, h);
+        let e = db.peek(h, key, 0)?;
+        db.expire_of(e)
+    }
+
+    pub fn expire_of(&mut self, key: &[u8]) -> Option<u64> {
+        self.expire_of_in(self.db, key)
+    }
+
+    /// Sets (Some) or clears (None) the TTL of a live key.
+    pub fn set_expire(&mut self, key: &[u8], when: Option<u64>) -> bool {
+        if self.entry(key).is_none() {
+            return false;
+        }
+        let h = hash_bytes(key);
+        let dbi = self.db;
+        let done = self.db_of(dbi, h).set_expire(h, key, when);
+        self.modified(dbi, key);
+        done
+    }
+
+    /// Every write to a key goes through here: the hook where WATCH,
+    /// keyspace notifications and write-behind attach.
+    pub fn modified(&mut self, _db: usize, _key: &[u8]) {
+        self.server.dirty.fetch_add(1, Relaxed);
+    }
+}

@@ -1,0 +1,174 @@
+//! From an argument vector to a reply: look the command up, check arity and
+//! authentication, lock the shards of its keys, run the handler, account.
+
+use crate::client::Client;
+use crate::ctx::{Action, CmdError, Ctx, Store};
+use crate::server::Server;
+use crate::table::{flag, lookup_sub, Spec, Table};
+use bytes::Bytes;
+use granary_protocol::Reply;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// Resolves `args` to a command spec (descending into subcommands), or the
+/// error Redis gives for an unknown command or subcommand, or wrong arity.
+pub fn resolve(args: &[Bytes]) -> Result<&'static Spec, CmdError> {
+    let table = Table::get();
+    let Some(spec) = table.lookup(&args[0]) else {
+        let mut rest = String::new();
+        for a in &args[1..] {
+            if rest.len() >= 128 {
+                break;
+            }
+            let s = String::from_utf8_lossy(a);
+            let room = 128 - rest.len();
+            rest.push_str(&format!("'{}' ", s.chars().take(room).collect::<String>()));
+        }
+        let name: String = String::from_utf8_lossy(&args[0])
+            .chars()
+            .take(128)
+            .collect();
+        return Err(
+            format!("ERR unknown command '{name}', with args beginning with: {rest}").into(),
+        );
+    };
+    if spec.subcommands.is_empty() {
+        return check_arity(spec, args.len());
+    }
+    if args.len() < 2 {
+        return Err(format!("ERR wrong number of arguments for '{}' command", spec.name).into());
+    }
+    match lookup_sub(spec, &args[1]) {
+        Some(sub) => check_arity(sub, args.len()),
+        None => {
+            let sub: String = String::from_utf8_lossy(&args[1])
+                .chars()
+                .take(128)
+                .collect();
+            Err(format!(
+                "ERR unknown subcommand '{sub}'. Try {} HELP.",
+                spec.name.to_uppercase()
+            )
+            .into())
+        }
+    }
+}
+
+fn check_arity(spec: &'static Spec, argc: usize) -> Result<&'static Spec, CmdError> {
+    if spec.arity_ok(argc) {
+        Ok(spec)
+    } else {
+        Err(format!("ERR wrong number of arguments for '{}' command", spec.name).into())
+    }
+}
+
+/// Runs one command, writing its reply to `out`.
+pub fn execute(
+    server: &Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut Reply,
+) -> Option<Action> {
+    let spec = match resolve(args) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(spec) = Table::get().lookup(&args[0]) {
+                server.command_stats[Table::get().index_of(spec)]
+                    .rejected
+                    .fetch_add(1, Relaxed);
+            }
+            reply_error(server, out, &e.0);
+            return None;
+        }
+    };
+    let idx = Table::get().index_of(spec);
+    let stat = &server.command_stats[idx];
+    if !client.authenticated
+        && spec.flags & flag::NO_AUTH == 0
+        && server.config.hot.has_password.load(Relaxed)
+    {
+        stat.rejected.fetch_add(1, Relaxed);
+        reply_error(server, out, crate::ctx::err::NOAUTH);
+        return None;
+    }
+    client.info.last_cmd.store(idx, Relaxed);
+    run(server, client, spec, args, out)
+}
+
+/// Runs a resolved command (also used by MULTI/EXEC-style callers later).
+pub fn run(
+    server: &Server,
+    client: &mut Client,
+    spec: &'static Spec,
+    args: &[Bytes],
+    out: &mut Reply,
+) -> Option<Action> {
+    let handler = spec.handler?;
+    let started = Instant::now();
+    let locked = if spec.flags & flag::ALL_SHARDS != 0 {
+        Some(server.keyspace.lock_all())
+    } else {
+        let pos = spec.key_positions(args);
+        if pos.is_empty() {
+            None
+        } else {
+            Some(server.keyspace.lock_keys(pos.iter().map(|&i| &args[i][..])))
+        }
+    };
+    let now = granary_keyspace::now_ms();
+    let mut store = Store::new(server, locked, client.db, now);
+    store.no_touch = client.no_touch && spec.name != "touch";
+    let mark = out.mark();
+    let mut ctx = Ctx {
+        server,
+        client,
+        args,
+        out,
+        spec,
+        store,
+        action: None,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let r = handler(&mut ctx);
+        (r, ctx.action.take())
+    }));
+    // Release the shards before accounting.
+    drop(ctx);
+    let stat = &server.command_stats[Table::get().index_of(spec)];
+    stat.calls.fetch_add(1, Relaxed);
+    server.stats.commands_processed.fetch_add(1, Relaxed);
+    let action = match result {
+        Ok((Ok(()), action)) => action,
+        Ok((Err(e), action)) => {
+            out.truncate(mark);
+            stat.failed.fetch_add(1, Relaxed);
+            reply_error(server, out, &e.0);
+            action
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(command = spec.name, "command panicked: {what}");
+            out.truncate(mark);
+            stat.failed.fetch_add(1, Relaxed);
+            reply_error(
+                server,
+                out,
+                &format!("ERR internal error executing '{}'", spec.name),
+            );
+            None
+        }
+    };
+    stat.usec
+        .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    action
+}
+
+fn reply_error(server: &Server, out: &mut Reply, msg: &str) {
+    server.record_error(msg);
+    out.error(msg);
+}

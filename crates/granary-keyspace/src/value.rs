@@ -1,0 +1,98 @@
+//! Stored values and keyspace entries.
+
+use crate::compact::{Key, StrValue};
+use crate::dict::DictItem;
+
+/// A value of one of Redis's types. Collection types join as their command
+/// families land; each keeps Redis's compact/full encodings.
+#[derive(Clone)]
+pub enum Value {
+    Str(StrValue),
+}
+
+impl Value {
+    /// The name TYPE replies with.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+        }
+    }
+
+    /// The name OBJECT ENCODING replies with.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Str(s) => s.encoding(),
+        }
+    }
+
+    /// Rough heap size, used to decide whether a delete is freed in the
+    /// background (UNLINK, FLUSHALL ASYNC).
+    pub fn free_effort(&self) -> usize {
+        match self {
+            Value::Str(_) => 1,
+        }
+    }
+}
+
+/// Expiry times are stored in 48 bits of milliseconds (until year 10889);
+/// this value means "later than that", with the exact time kept aside.
+pub(crate) const FAR_EXPIRE: u64 = (1 << 48) - 1;
+const EXPIRE_MASK: u64 = (1 << 48) - 1;
+
+/// One key of the keyspace: 64 bytes with its hash-chain link, TTL included.
+pub struct Entry {
+    key: Key,
+    pub value: Value,
+    /// Bits 0..48: expire time in ms (0 = none, FAR_EXPIRE = see side table);
+    /// bits 48..64: access clock for OBJECT IDLETIME/FREQ and eviction.
+    meta: u64,
+}
+
+impl DictItem for Entry {
+    #[inline]
+    fn key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+}
+
+impl Entry {
+    pub(crate) fn new(key: &[u8], value: Value) -> Self {
+        Entry {
+            key: Key::new(key),
+            value,
+            meta: 0,
+        }
+    }
+
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+
+    /// Raw 48-bit expire field (0 = no TTL).
+    #[inline]
+    pub(crate) fn expire_field(&self) -> u64 {
+        self.meta & EXPIRE_MASK
+    }
+
+    pub(crate) fn set_expire_field(&mut self, v: u64) {
+        self.meta = (self.meta & !EXPIRE_MASK) | (v & EXPIRE_MASK);
+    }
+
+    pub fn access_clock(&self) -> u16 {
+        (self.meta >> 48) as u16
+    }
+
+    pub fn set_access_clock(&mut self, c: u16) {
+        self.meta = (self.meta & EXPIRE_MASK) | ((c as u64) << 48);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entry_is_compact() {
+        assert_eq!(std::mem::size_of::<super::Value>(), 24);
+        assert_eq!(std::mem::size_of::<super::Entry>(), 56);
+    }
+}

@@ -1,0 +1,217 @@
+//! One task per connection: read what the socket has, run every complete
+//! command in it, write all the replies with as few writes as possible.
+
+use bytes::{Bytes, BytesMut};
+use granary_commands::{execute, Action, Client, Server};
+use granary_keyspace::now_ms;
+use granary_protocol::{ParseLimits, Parser, Reply};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Read buffer size per read call (Redis's PROTO_IOBUF_LEN).
+const READ_CHUNK: usize = 16 * 1024;
+/// Flush replies mid-batch once this much is pending, so a deep pipeline
+/// does not build one huge output buffer.
+const FLUSH_AT: usize = 64 * 1024;
+
+const DENIED: &str = "-DENIED Granary is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers, you may set a password with CONFIG SET requirepass <password> from the loopback interface, or disable protected mode with CONFIG SET protected-mode no, or start the server with --protected-mode no or --requirepass <password>.\r\n";
+
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, only_loopback: bool) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!("Accepting client connection: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        server.stats.connections_received.fetch_add(1, Relaxed);
+        let server = server.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(server, stream, peer, only_loopback).await {
+                tracing::debug!("connection {peer}: {e}");
+            }
+        });
+    }
+}
+
+async fn reject(mut stream: TcpStream, server: &Server, msg: &str) -> std::io::Result<()> {
+    server.stats.rejected_connections.fetch_add(1, Relaxed);
+    stream.write_all(msg.as_bytes()).await
+}
+
+async fn handle(
+    server: Arc<Server>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    only_loopback: bool,
+) -> std::io::Result<()> {
+    let hot = &server.config.hot;
+    if hot.protected_mode.load(Relaxed)
+        && !hot.has_password.load(Relaxed)
+        && !only_loopback
+        && !peer.ip().is_loopback()
+    {
+        return reject(stream, &server, DENIED).await;
+    }
+    if server.clients.count() as u64 >= hot.maxclients.load(Relaxed) {
+        return reject(stream, &server, "-ERR max number of clients reached\r\n").await;
+    }
+    stream.set_nodelay(true)?;
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let info = server.clients.register(peer.to_string(), laddr, now_ms());
+    let mut client = Client::new(info.clone(), !hot.has_password.load(Relaxed));
+    let result = serve_client(&server, &mut client, &mut stream).await;
+    server.clients.unregister(info.id);
+    result
+}
+
+async fn serve_client(
+    server: &Server,
+    client: &mut Client,
+    stream: &mut TcpStream,
+) -> std::io::Result<()> {
+    let info = client.info.clone();
+    let mut parser = Parser::new();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Reply::new(false);
+    let mut args: Vec<Bytes> = Vec::new();
+    let mut shutdown = server.shutdown_signal();
+    loop {
+        let idle_limit = server.config.hot.timeout_secs.load(Relaxed);
+        let idle = async {
+            if idle_limit == 0 {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(Duration::from_secs(idle_limit)).await
+            }
+        };
+        let target = match parser.big_bulk_buf() {
+            Some(big) => big,
+            None => {
+                if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                    rbuf.reserve(READ_CHUNK);
+                }
+                &mut rbuf
+            }
+        };
+        let n = tokio::select! {
+            r = stream.read_buf(target) => r?,
+            _ = info.wake.notified() => 0,
+            _ = shutdown.wait_for(|v| *v) => 0,
+            _ = idle => 0,
+        };
+        if n == 0 || info.killed.load(Relaxed) {
+            return Ok(());
+        }
+        server.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+        let pending = (rbuf.len() + parser.pending_bytes()) as u64;
+        if pending > server.config.hot.query_buffer_limit.load(Relaxed) {
+            tracing::warn!(
+                "Closing client that reached max query buffer length: id={} addr={}",
+                info.id,
+                info.addr
+            );
+            return Ok(());
+        }
+        info.last_active_ms.store(now_ms(), Relaxed);
+        let mut close = false;
+        loop {
+            let limits = ParseLimits {
+                proto_max_bulk_len: server.config.hot.proto_max_bulk_len.load(Relaxed),
+                unauthenticated: !client.authenticated
+                    && server.config.hot.has_password.load(Relaxed),
+            };
+            match parser.next_command(&mut rbuf, limits, &mut args) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::debug!(
+                        "Protocol error ({e}) from client id={} addr={}",
+                        info.id,
+                        info.addr
+                    );
+                    out.error(&format!("ERR {e}"));
+                    close = true;
+                    break;
+                }
+            }
+            wait_if_paused(server, &args).await;
+            info.commands.fetch_add(1, Relaxed);
+            match execute(server, client, &args, &mut out) {
+                None => {}
+                Some(Action::Close) => {
+                    close = true;
+                    break;
+                }
+                Some(Action::Sleep(d)) => {
+                    flush(server, stream, &mut out).await?;
+                    tokio::time::sleep(d).await;
+                }
+                Some(Action::Shutdown) => {
+                    flush(server, stream, &mut out).await?;
+                    server.request_shutdown();
+                    return Ok(());
+                }
+            }
+            if out.pending() >= FLUSH_AT {
+                flush(server, stream, &mut out).await?;
+            }
+        }
+        flush(server, stream, &mut out).await?;
+        if close || info.killed.load(Relaxed) {
+            return Ok(());
+        }
+        // Give back a large buffer once it is drained.
+        if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {
+            rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+/// CLIENT PAUSE: hold the command until the pause ends (or, in WRITE mode,
+/// only if it writes).
+async fn wait_if_paused(server: &Server, args: &[Bytes]) {
+    if server.pause.borrow().until_ms == 0 {
+        return;
+    }
+    let mut rx = server.pause.subscribe();
+    loop {
+        let p = *rx.borrow_and_update();
+        let now = now_ms();
+        if p.until_ms <= now {
+            return;
+        }
+        if p.writes_only {
+            let writes = granary_commands::dispatch::resolve(args)
+                .map(|s| s.is_write())
+                .unwrap_or(false);
+            if !writes {
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(p.until_ms - now), rx.changed()).await;
+    }
+}
+
+async fn flush(server: &Server, stream: &mut TcpStream, out: &mut Reply) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let mut written = 0u64;
+    for chunk in out.take_chunks() {
+        stream.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+    }
+    server.stats.net_output_bytes.fetch_add(written, Relaxed);
+    Ok(())
+}
