@@ -3,7 +3,7 @@
 //! the compatibility table in docs/commands.md.
 
 use crate::ctx::{CmdResult, Ctx};
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::sync::OnceLock;
 
 pub type Handler = fn(&mut Ctx) -> CmdResult;
@@ -182,7 +182,7 @@ fn families() -> impl Iterator<Item = &'static Spec> {
 }
 
 pub struct Table {
-    by_name: HashMap<&'static [u8], &'static Spec>,
+    by_name: HashMap<&'static [u8], (&'static Spec, usize)>,
     /// Every command and subcommand; positions index the command stats.
     all: Vec<&'static Spec>,
     index: HashMap<usize, usize>,
@@ -193,15 +193,18 @@ impl Table {
         static T: OnceLock<Table> = OnceLock::new();
         T.get_or_init(|| {
             let top: Vec<&'static Spec> = families().collect();
-            let by_name = top.iter().map(|s| (s.name.as_bytes(), *s)).collect();
             let all: Vec<&'static Spec> = top
                 .iter()
                 .flat_map(|s| std::iter::once(*s).chain(s.subcommands.iter()))
                 .collect();
-            let index = all
+            let index: HashMap<usize, usize> = all
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (*s as *const Spec as usize, i))
+                .collect();
+            let by_name = top
+                .iter()
+                .map(|s| (s.name.as_bytes(), (*s, index[&(*s as *const Spec as usize)])))
                 .collect();
             Table {
                 by_name,
@@ -213,6 +216,11 @@ impl Table {
 
     /// Case-insensitive lookup without allocating.
     pub fn lookup(&self, name: &[u8]) -> Option<&'static Spec> {
+        self.lookup_indexed(name).map(|(s, _)| s)
+    }
+
+    /// Like `lookup`, with the command's index into the stats.
+    pub fn lookup_indexed(&self, name: &[u8]) -> Option<(&'static Spec, usize)> {
         let mut buf = [0u8; 32];
         if name.len() > buf.len() {
             return None;

@@ -70,6 +70,14 @@ impl Keyspace {
         }
     }
 
+    /// Locks the one shard holding this key hash (the common case).
+    pub fn lock_one(&self, hash: u64) -> Locked<'_> {
+        let i = shard_of(hash);
+        let mut guards = SmallVec::new();
+        guards.push((i, self.shards[i].lock()));
+        Locked { guards, all: false }
+    }
+
     pub fn lock_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> Locked<'_> {
         let hashes: SmallVec<[u64; 4]> = keys.into_iter().map(hash_bytes).collect();
         self.lock_hashes(&hashes)

@@ -101,10 +101,10 @@ impl Parser {
                         }
                     }
                 }
-                let Some(line) = take_line(buf, "too big mbulk count string")? else {
+                let Some(n) = take_header(buf, "too big mbulk count string")? else {
                     return Ok(false);
                 };
-                let n = parse_int(&line[1..]).filter(|&n| n <= i32::MAX as i64);
+                let n = n.filter(|&n| n <= i32::MAX as i64);
                 let Some(n) = n else {
                     return Err(perr("invalid multibulk length"));
                 };
@@ -115,14 +115,17 @@ impl Parser {
                     continue;
                 }
                 self.remaining = n as usize;
-                self.args = Vec::with_capacity(self.remaining.min(1024));
+                self.args.clear();
+                self.args.reserve(self.remaining.min(1024));
             }
             while self.remaining > 0 {
                 if !self.next_bulk(buf, limits)? {
                     return Ok(false);
                 }
             }
-            *out = std::mem::take(&mut self.args);
+            // Swap rather than take, so both vectors keep their capacity.
+            std::mem::swap(out, &mut self.args);
+            self.args.clear();
             return Ok(true);
         }
     }
@@ -158,10 +161,9 @@ impl Parser {
                 if buf[0] != b'$' {
                     return Err(perr(&format!("expected '$', got '{}'", buf[0] as char)));
                 }
-                let Some(line) = take_line(buf, "too big bulk count string")? else {
+                let Some(n) = take_header(buf, "too big bulk count string")? else {
                     return Ok(false);
                 };
-                let n = parse_int(&line[1..]);
                 let n = match n {
                     Some(n) if n >= 0 && n <= limits.proto_max_bulk_len => n,
                     _ => return Err(perr("invalid bulk length")),
@@ -202,13 +204,15 @@ impl Parser {
     }
 }
 
-/// Takes one CRLF-terminated line (without the CRLF).
-fn take_line(buf: &mut BytesMut, too_big: &str) -> Result<Option<BytesMut>, ProtocolError> {
+/// Consumes a `*<n>` or `$<n>` header line and parses its number (None if
+/// it is not one). Advancing instead of splitting keeps header lines from
+/// costing a reference-count round trip each.
+fn take_header(buf: &mut BytesMut, too_big: &str) -> Result<Option<Option<i64>>, ProtocolError> {
     match memchr(b'\r', buf) {
         Some(pos) if pos + 1 < buf.len() => {
-            let line = buf.split_to(pos);
-            buf.advance(2);
-            Ok(Some(line))
+            let n = parse_int(&buf[1..pos]);
+            buf.advance(pos + 2);
+            Ok(Some(n))
         }
         Some(_) => Ok(None),
         None if buf.len() > INLINE_MAX => Err(perr(too_big)),
@@ -222,7 +226,25 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 /// Strict decimal parse of a protocol length (no sign other than '-', no spaces).
 fn parse_int(s: &[u8]) -> Option<i64> {
-    std::str::from_utf8(s).ok()?.parse::<i64>().ok()
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return if digits.len() > 18 && digits.iter().all(u8::is_ascii_digit) {
+            Some(i64::MAX)
+        } else {
+            None
+        };
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as i64;
+    }
+    Some(if neg { -v } else { v })
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
