@@ -11,19 +11,32 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-/// An error reply; the text starts with the error code ("ERR ...").
+/// An error reply; the text starts with the error code ("ERR ..."). Bytes,
+/// not str: errors quote client arguments, which Redis echoes unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CmdError(pub Cow<'static, str>);
+pub struct CmdError(pub Cow<'static, [u8]>);
+
+impl CmdError {
+    /// Builds an error from pieces, some of them client bytes.
+    pub fn concat(parts: &[&[u8]]) -> Self {
+        CmdError(Cow::Owned(parts.concat()))
+    }
+
+    /// The text, lossily decoded (for logs and tests).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
 
 impl From<&'static str> for CmdError {
     fn from(s: &'static str) -> Self {
-        CmdError(Cow::Borrowed(s))
+        CmdError(Cow::Borrowed(s.as_bytes()))
     }
 }
 
 impl From<String> for CmdError {
     fn from(s: String) -> Self {
-        CmdError(Cow::Owned(s))
+        CmdError(Cow::Owned(s.into_bytes()))
     }
 }
 
@@ -244,5 +257,37 @@ impl<'a> Store<'a> {
     /// keyspace notifications and write-behind attach.
     pub fn modified(&mut self, _db: usize, _key: &[u8]) {
         self.server.dirty.fetch_add(1, Relaxed);
+    }
+}
+
+// keys helpers
+impl Store<'_> {
+    /// Runs `f` on shard `i`. When the command already holds every shard
+    /// (MULTI/EXEC, ALL_SHARDS commands) it goes through that lock, since
+    /// locking again would deadlock; otherwise it locks just this shard for
+    /// the duration of `f`, so whole-keyspace walks never hold all shards.
+    pub fn with_shard<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut granary_keyspace::Shard) -> R,
+    ) -> R {
+        if let Some(shard) = self.locked.as_mut().and_then(|l| l.shard_at(i)) {
+            return f(shard);
+        }
+        f(&mut self.server.keyspace.lock_shard(i))
+    }
+
+    /// Counts keys found expired and deleted outside `entry_in`.
+    pub fn count_expired(&self, n: u64) {
+        if n > 0 {
+            self.server.stats.expired_keys.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// A whole database was emptied or swapped (FLUSHDB, FLUSHALL, SWAPDB):
+    /// the hook where WATCH and write-behind attach for those, as `modified`
+    /// is for single keys. Redis counts each removed key as a change.
+    pub fn db_replaced(&mut self, _db: usize, removed: u64) {
+        self.server.dirty.fetch_add(removed, Relaxed);
     }
 }

@@ -5,6 +5,7 @@ use crate::client::Client;
 use crate::ctx::{Action, CmdError, Ctx, Store};
 use crate::server::Server;
 use crate::table::{flag, lookup_sub, Keys, Spec, Table};
+use crate::util::cstr;
 use bytes::Bytes;
 use granary_protocol::Reply;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,41 +21,43 @@ pub fn resolve(args: &[Bytes]) -> Result<&'static Spec, CmdError> {
 pub fn resolve_indexed(args: &[Bytes]) -> Result<(&'static Spec, usize), CmdError> {
     let table = Table::get();
     let Some((spec, idx)) = table.lookup_indexed(&args[0]) else {
-        let mut rest = String::new();
+        // Redis quotes with "%.128s": bytes as sent, cut at NUL and 128 bytes.
+        let mut rest = Vec::new();
         for a in &args[1..] {
             if rest.len() >= 128 {
                 break;
             }
-            let s = String::from_utf8_lossy(a);
             let room = 128 - rest.len();
-            rest.push_str(&format!("'{}' ", s.chars().take(room).collect::<String>()));
+            rest.extend_from_slice(b"'");
+            rest.extend_from_slice(cstr(a, room));
+            rest.extend_from_slice(b"' ");
         }
-        let name: String = String::from_utf8_lossy(&args[0])
-            .chars()
-            .take(128)
-            .collect();
-        return Err(
-            format!("ERR unknown command '{name}', with args beginning with: {rest}").into(),
-        );
+        return Err(CmdError::concat(&[
+            b"ERR unknown command '",
+            cstr(&args[0], 128),
+            b"', with args beginning with: ",
+            &rest,
+        ]));
     };
     if spec.subcommands.is_empty() {
         return check_arity(spec, args.len()).map(|s| (s, idx));
     }
     if args.len() < 2 {
+        // A container with its own handler (COMMAND) runs bare.
+        if spec.handler.is_some() {
+            return check_arity(spec, args.len()).map(|s| (s, idx));
+        }
         return Err(format!("ERR wrong number of arguments for '{}' command", spec.name).into());
     }
     match lookup_sub(spec, &args[1]) {
         Some(sub) => check_arity(sub, args.len()).map(|s| (s, table.index_of(s))),
         None => {
-            let sub: String = String::from_utf8_lossy(&args[1])
-                .chars()
-                .take(128)
-                .collect();
-            Err(format!(
-                "ERR unknown subcommand '{sub}'. Try {} HELP.",
-                spec.name.to_uppercase()
-            )
-            .into())
+            let help = format!("'. Try {} HELP.", spec.name.to_uppercase());
+            Err(CmdError::concat(&[
+                b"ERR unknown subcommand '",
+                cstr(&args[1], 128),
+                help.as_bytes(),
+            ]))
         }
     }
 }
@@ -68,7 +71,12 @@ fn check_arity(spec: &'static Spec, argc: usize) -> Result<&'static Spec, CmdErr
 }
 
 /// Runs one command, writing its reply to `out`.
-pub fn execute(server: &Server, client: &mut Client, args: &[Bytes], out: &mut Reply) -> Option<Action> {
+pub fn execute(
+    server: &Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut Reply,
+) -> Option<Action> {
     execute_at(server, client, args, out, granary_keyspace::now_ms())
 }
 
@@ -96,8 +104,17 @@ pub fn execute_at(
         && server.config.hot.has_password.load(Relaxed)
     {
         server.command_stats[idx].rejected.fetch_add(1, Relaxed);
-        reply_error(server, out, crate::ctx::err::NOAUTH);
+        reply_error(server, out, crate::ctx::err::NOAUTH.as_bytes());
         return None;
+    }
+    if server.config.hot.maxmemory.load(Relaxed) != 0 {
+        if let Err(e) = crate::evict::ensure_memory(server) {
+            if spec.flags & flag::DENYOOM != 0 {
+                server.command_stats[idx].rejected.fetch_add(1, Relaxed);
+                reply_error(server, out, &e.0);
+                return None;
+            }
+        }
     }
     client.info.last_cmd.store(idx, Relaxed);
     run(server, client, spec, idx, args, out, now)
@@ -119,7 +136,11 @@ pub fn run(
     let locked = if spec.flags & flag::ALL_SHARDS != 0 {
         Some(server.keyspace.lock_all())
     } else if matches!(spec.keys, Keys::Range(1, 1, _)) && args.len() > 1 {
-        Some(server.keyspace.lock_one(granary_keyspace::hash_bytes(&args[1])))
+        Some(
+            server
+                .keyspace
+                .lock_one(granary_keyspace::hash_bytes(&args[1])),
+        )
     } else {
         let pos = spec.key_positions(args);
         if pos.is_empty() {
@@ -169,7 +190,7 @@ pub fn run(
             reply_error(
                 server,
                 out,
-                &format!("ERR internal error executing '{}'", spec.name),
+                format!("ERR internal error executing '{}'", spec.name).as_bytes(),
             );
             None
         }
@@ -179,7 +200,7 @@ pub fn run(
     action
 }
 
-fn reply_error(server: &Server, out: &mut Reply, msg: &str) {
+fn reply_error(server: &Server, out: &mut Reply, msg: &[u8]) {
     server.record_error(msg);
     out.error(msg);
 }

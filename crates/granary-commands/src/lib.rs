@@ -9,6 +9,7 @@ pub mod config;
 pub mod cron;
 pub mod ctx;
 pub mod dispatch;
+pub mod evict;
 pub mod glob;
 pub mod lazyfree;
 pub mod server;

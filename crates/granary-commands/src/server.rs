@@ -113,9 +113,10 @@ impl Server {
         self.shutdown.subscribe()
     }
 
-    pub fn record_error(&self, msg: &str) {
+    pub fn record_error(&self, msg: &[u8]) {
         self.stats.error_replies.fetch_add(1, Relaxed);
-        let code = msg.split(' ').next().unwrap_or("ERR").to_string();
+        let code = msg.split(|&b| b == b' ').next().unwrap_or(b"ERR");
+        let code = String::from_utf8_lossy(code).into_owned();
         *self.stats.errors.lock().entry(code).or_insert(0) += 1;
     }
 

@@ -204,7 +204,12 @@ impl Table {
                 .collect();
             let by_name = top
                 .iter()
-                .map(|s| (s.name.as_bytes(), (*s, index[&(*s as *const Spec as usize)])))
+                .map(|s| {
+                    (
+                        s.name.as_bytes(),
+                        (*s, index[&(*s as *const Spec as usize)]),
+                    )
+                })
                 .collect();
             Table {
                 by_name,

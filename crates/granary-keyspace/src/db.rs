@@ -99,10 +99,29 @@ impl Db {
         expire: Option<u64>,
         clock: u16,
     ) -> Option<Value> {
-        let old = self.remove(hash, key).map(|e| e.value);
-        self.dict
-            .insert_new(hash, Entry::new(key, value))
-            .set_access_clock(clock);
+        // Overwriting keeps the node: no free and malloc per SET of a hot key.
+        let old = match self.dict.get_mut(hash, key) {
+            Some(e) => {
+                let had_ttl = e.expire_field() != 0;
+                let far = e.expire_field() == FAR_EXPIRE;
+                e.set_expire_field(0);
+                e.set_access_clock(clock);
+                let old = std::mem::replace(&mut e.value, value);
+                if had_ttl {
+                    self.expiry.live -= 1;
+                }
+                if far {
+                    self.far.remove(key);
+                }
+                Some(old)
+            }
+            None => {
+                self.dict
+                    .insert_new(hash, Entry::new(key, value))
+                    .set_access_clock(clock);
+                None
+            }
+        };
         if let Some(when) = expire {
             self.set_expire(hash, key, Some(when));
         }

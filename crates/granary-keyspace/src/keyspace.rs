@@ -124,6 +124,16 @@ impl<'a> Locked<'a> {
         panic!("shard {want} used without being locked");
     }
 
+    /// Shard `i` by index, when this lock holds every shard (MULTI/EXEC and
+    /// whole-keyspace commands); None if it holds only some.
+    pub fn shard_at(&mut self, i: usize) -> Option<&mut Shard> {
+        if self.all {
+            self.guards.get_mut(i).map(|(_, g)| &mut **g)
+        } else {
+            None
+        }
+    }
+
     pub fn shards(&mut self) -> impl Iterator<Item = &mut Shard> + use<'_, 'a> {
         self.guards.iter_mut().map(|(_, g)| &mut **g)
     }

@@ -36,16 +36,16 @@ impl Default for ParseLimits {
 /// A protocol violation. The message is the text Redis sends (after `-ERR `);
 /// the connection must be closed after replying.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProtocolError(pub String);
+pub struct ProtocolError(pub Vec<u8>);
 
 impl std::fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&String::from_utf8_lossy(&self.0))
     }
 }
 
 fn perr(msg: &str) -> ProtocolError {
-    ProtocolError(format!("Protocol error: {msg}"))
+    ProtocolError(format!("Protocol error: {msg}").into_bytes())
 }
 
 #[derive(Default)]
@@ -145,9 +145,7 @@ impl Parser {
                 return Ok(false);
             }
             let mut data = self.big.take().unwrap();
-            if &data[data.len() - 2..] != b"\r\n" {
-                return Err(perr("expected CRLF after bulk"));
-            }
+            // Like Redis, the two bytes after the data are skipped unchecked.
             data.truncate(data.len() - 2);
             self.push_arg(data.freeze());
             return Ok(true);
@@ -158,8 +156,20 @@ impl Parser {
                 if buf.is_empty() {
                     return Ok(false);
                 }
+                // Redis waits for the header's CR before looking at its type.
+                let Some(cr) = memchr(b'\r', buf) else {
+                    if buf.len() > INLINE_MAX {
+                        return Err(perr("too big bulk count string"));
+                    }
+                    return Ok(false);
+                };
                 if buf[0] != b'$' {
-                    return Err(perr(&format!("expected '$', got '{}'", buf[0] as char)));
+                    let mut msg = b"Protocol error: expected '$', got '".to_vec();
+                    msg.extend_from_slice(&[buf[0], b'\'']);
+                    return Err(ProtocolError(msg));
+                }
+                if cr + 1 >= buf.len() {
+                    return Ok(false);
                 }
                 let Some(n) = take_header(buf, "too big bulk count string")? else {
                     return Ok(false);
@@ -187,9 +197,6 @@ impl Parser {
         if buf.len() < len + 2 {
             buf.reserve(len + 2 - buf.len());
             return Ok(false);
-        }
-        if &buf[len..len + 2] != b"\r\n" {
-            return Err(perr("expected CRLF after bulk"));
         }
         let data = buf.split_to(len).freeze();
         buf.advance(2);
@@ -225,17 +232,15 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 }
 
 /// Strict decimal parse of a protocol length (no sign other than '-', no spaces).
+/// Redis's string2ll on a length header: canonical decimal only ("01",
+/// "+1", "-0" are refused). Over 18 digits is past every limit anyway.
 fn parse_int(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         _ => (false, s),
     };
-    if digits.is_empty() || digits.len() > 18 {
-        return if digits.len() > 18 && digits.iter().all(u8::is_ascii_digit) {
-            Some(i64::MAX)
-        } else {
-            None
-        };
+    if digits.is_empty() || digits.len() > 18 || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
+        return None;
     }
     let mut v: i64 = 0;
     for &c in digits {
@@ -248,7 +253,13 @@ fn parse_int(s: &[u8]) -> Option<i64> {
 }
 
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(nl) = memchr(b'\n', buf) else {
+    // Redis finds the newline with strchr, so a NUL hides it: the line is
+    // incomplete until the inline limit is reached.
+    let nl = buf
+        .iter()
+        .position(|&b| b == b'\n' || b == 0)
+        .filter(|&i| buf[i] == b'\n');
+    let Some(nl) = nl else {
         if buf.len() > INLINE_MAX {
             return Err(perr("too big inline request"));
         }
@@ -274,7 +285,7 @@ pub fn split_inline_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -307,7 +318,7 @@ pub fn split_inline_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                         c => c,
                     });
                 } else if line[i] == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -323,7 +334,7 @@ pub fn split_inline_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     i += 1;
                     cur.push(b'\'');
                 } else if line[i] == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return None;
                     }
                     i += 1;
@@ -349,6 +360,11 @@ pub fn split_inline_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         args.push(cur);
     }
+}
+
+/// C's isspace, which sdssplitargs uses (Rust's ASCII whitespace lacks \v).
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 fn is_hex(c: u8) -> bool {
@@ -426,7 +442,7 @@ mod tests {
 
     #[test]
     fn redis_error_texts() {
-        let e = |i: &[u8]| parse_all(i).unwrap_err().0;
+        let e = |i: &[u8]| parse_all(i).unwrap_err().to_string();
         assert_eq!(e(b"*abc\r\n"), "Protocol error: invalid multibulk length");
         assert_eq!(e(b"*1\r\n:1\r\n"), "Protocol error: expected '$', got ':'");
         assert_eq!(e(b"*1\r\n$-5\r\n"), "Protocol error: invalid bulk length");
@@ -451,7 +467,28 @@ mod tests {
         let err = p
             .next_command(&mut BytesMut::from(&b"*100\r\n"[..]), unauth, &mut out)
             .unwrap_err();
-        assert_eq!(err.0, "Protocol error: unauthenticated multibulk length");
+        assert_eq!(
+            err.to_string(),
+            "Protocol error: unauthenticated multibulk length"
+        );
+    }
+
+    #[test]
+    fn lengths_are_canonical_like_string2ll() {
+        let e = |i: &[u8]| parse_all(i).unwrap_err().to_string();
+        assert_eq!(e(b"*01\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(
+            e(b"*1\r\n$04\r\nPING\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        assert_eq!(e(b"*1\r\n$-0\r\n"), "Protocol error: invalid bulk length");
+    }
+
+    #[test]
+    fn bytes_after_bulk_are_skipped_and_nul_hides_inline_newline() {
+        let cmds = parse_all(b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(cmds.len(), 2);
+        assert!(parse_all(b"PING\x00\r\n").unwrap().is_empty());
     }
 
     #[test]

@@ -86,9 +86,9 @@ impl Reply {
 
     /// An error reply. `msg` starts with the error code (`ERR`, `WRONGTYPE`,
     /// ...); newlines are replaced so the reply stays one line.
-    pub fn error(&mut self, msg: &str) {
+    pub fn error(&mut self, msg: impl AsRef<[u8]>) {
         self.buf.put_u8(b'-');
-        for b in msg.bytes() {
+        for &b in msg.as_ref() {
             self.buf
                 .put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
         }

@@ -149,7 +149,7 @@ async fn serve_client(
                         info.id,
                         info.addr
                     );
-                    out.error(&format!("ERR {e}"));
+                    out.error([&b"ERR "[..], &e.0].concat());
                     close = true;
                     break;
                 }

@@ -1,8 +1,8 @@
 //! Connection commands: PING, ECHO, QUIT, RESET, AUTH, HELLO, SELECT.
 
-use crate::ctx::{err, Action, CmdResult, Ctx};
+use crate::ctx::{err, Action, CmdError, CmdResult, Ctx};
 use crate::table::{flag::*, Keys, Spec};
-use crate::util::{is, lossy, parse_i64};
+use crate::util::{cstr, is, lossy, parse_i64};
 use std::sync::atomic::Ordering::Relaxed;
 
 const G: &str = "connection";
@@ -145,7 +145,11 @@ fn hello(c: &mut Ctx) -> CmdResult {
             name = Some(&args[i + 1]);
             i += 2;
         } else {
-            return Err(format!("ERR Syntax error in HELLO option '{}'", lossy(&args[i])).into());
+            return Err(CmdError::concat(&[
+                b"ERR Syntax error in HELLO option '",
+                cstr(&args[i], usize::MAX),
+                b"'",
+            ]));
         }
     }
     if let Some((user, pass)) = creds {

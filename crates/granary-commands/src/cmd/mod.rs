@@ -1,10 +1,11 @@
 //! Command families, one module each, like Redis's source files:
-//! `string` (t_string.c), `keys` (db.c and expire.c), `connection`,
+//! `string` (t_string.c), `keys` (db.c, object.c), `expire` (expire.c), `connection`,
 //! `client`, `server` (INFO, CONFIG, DEBUG, SHUTDOWN, ...), `introspection`
 //! (COMMAND). Each exports `COMMANDS`, its slice of the command table.
 
 pub mod client;
 pub mod connection;
+pub mod expire;
 pub mod introspection;
 pub mod keys;
 pub mod server;
@@ -17,6 +18,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     client::COMMANDS,
     string::COMMANDS,
     keys::COMMANDS,
+    expire::COMMANDS,
     server::COMMANDS,
     introspection::COMMANDS,
 ];

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from django_app import views
+
+urlpatterns = [
+    path("report/<int:year>/", views.report, name="report"),
+]
