@@ -2,9 +2,12 @@
 //! other connections may read or act on ([`ClientInfo`], for CLIENT LIST and
 //! CLIENT KILL), plus the registry of all of them.
 
+use crate::table::Spec;
+use crate::watch::{Watched, Watches};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -28,6 +31,13 @@ pub struct ClientInfo {
     pub authenticated: AtomicBool,
     pub no_evict: AtomicBool,
     pub no_touch: AtomicBool,
+    /// Commands queued by MULTI, or -1 outside MULTI (CLIENT LIST multi=).
+    pub multi: AtomicI64,
+    /// Keys watched (CLIENT LIST watch=).
+    pub watching: AtomicUsize,
+    /// A watched key changed: the next EXEC fails (Redis's CLIENT_DIRTY_CAS).
+    /// Set by the writer of the key, so it lives in the shared part.
+    pub dirty_cas: AtomicBool,
     /// Set by CLIENT KILL; the connection closes at its next wake-up.
     pub killed: AtomicBool,
     pub wake: Notify,
@@ -53,6 +63,9 @@ impl ClientInfo {
             authenticated: AtomicBool::new(false),
             no_evict: AtomicBool::new(false),
             no_touch: AtomicBool::new(false),
+            multi: AtomicI64::new(-1),
+            watching: AtomicUsize::new(0),
+            dirty_cas: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             wake: Notify::new(),
         }
@@ -72,6 +85,32 @@ pub struct Client {
     pub authenticated: bool,
     pub user: String,
     pub no_touch: bool,
+    /// Between MULTI and EXEC/DISCARD: the queued commands.
+    pub multi: Option<Multi>,
+    /// Keys this client WATCHes.
+    pub watched: Vec<Watched>,
+    /// True while EXEC runs the queue: blocking commands must not block
+    /// (Redis checks CLIENT_MULTI for the same purpose).
+    pub in_exec: bool,
+}
+
+/// A transaction being queued.
+#[derive(Default)]
+pub struct Multi {
+    pub queue: Vec<Queued>,
+    /// A command was rejected while queueing (unknown, arity, NOAUTH, OOM,
+    /// not allowed in MULTI): EXEC replies EXECABORT (CLIENT_DIRTY_EXEC).
+    pub failed: bool,
+    /// Flags of the queued commands OR-ed: a DENYOOM one makes EXEC itself
+    /// subject to the maxmemory check, as in Redis.
+    pub flags: u32,
+}
+
+/// One command waiting for EXEC, already resolved.
+pub struct Queued {
+    pub spec: &'static Spec,
+    pub idx: usize,
+    pub args: Vec<Bytes>,
 }
 
 impl Client {
@@ -84,6 +123,9 @@ impl Client {
             authenticated,
             user: "default".into(),
             no_touch: false,
+            multi: None,
+            watched: Vec::new(),
+            in_exec: false,
         }
     }
 
@@ -101,6 +143,8 @@ impl Client {
 pub struct Clients {
     next_id: AtomicU64,
     map: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    /// Who watches which keys (WATCH).
+    pub watches: Watches,
 }
 
 impl Clients {

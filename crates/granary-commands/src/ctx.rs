@@ -5,7 +5,7 @@ use crate::client::Client;
 use crate::server::Server;
 use crate::table::Spec;
 use bytes::Bytes;
-use granary_keyspace::{hash_bytes, Db, Entry, Locked, StrValue, Value};
+use granary_keyspace::{hash_bytes, Db, Entry, Locked, Shard, StrValue, Value};
 use granary_protocol::Reply;
 use std::borrow::Cow;
 use std::sync::atomic::Ordering::Relaxed;
@@ -93,35 +93,103 @@ impl Ctx<'_> {
     }
 }
 
+/// Access to locked shards: a command's own [`Locked`], or one its caller
+/// holds for several commands (EXEC). A trait object for the latter, so the
+/// caller's lock can be lent to each command for a shorter lifetime.
+pub trait ShardAccess {
+    /// The shard holding `hash`, which must be locked.
+    fn shard(&mut self, hash: u64) -> &mut Shard;
+    /// Shard `i` if every shard is held, else None.
+    fn shard_at(&mut self, i: usize) -> Option<&mut Shard>;
+}
+
+impl ShardAccess for Locked<'_> {
+    #[inline]
+    fn shard(&mut self, hash: u64) -> &mut Shard {
+        Locked::shard(self, hash)
+    }
+
+    fn shard_at(&mut self, i: usize) -> Option<&mut Shard> {
+        Locked::shard_at(self, i)
+    }
+}
+
+/// The shards a [`Store`] may touch.
+enum Lock<'a> {
+    None,
+    Own(Locked<'a>),
+    Held(&'a mut dyn ShardAccess),
+}
+
 /// The keys a command may touch: the shards the dispatcher locked for it,
 /// viewed through the client's selected database. Reads expire keys lazily
 /// and update their access clock; writes count toward `dirty`.
 pub struct Store<'a> {
     pub server: &'a Server,
-    locked: Option<Locked<'a>>,
+    locked: Lock<'a>,
     /// The client's selected database.
     pub db: usize,
     /// Milliseconds since the epoch when the command started; one command
     /// sees one instant, as in Redis.
     pub now: u64,
     pub no_touch: bool,
+    /// The hash the dispatcher computed to lock a single-key command's
+    /// shard, by the key's address and length, so it is not computed twice.
+    hint: (usize, usize, u64),
 }
 
 impl<'a> Store<'a> {
     pub fn new(server: &'a Server, locked: Option<Locked<'a>>, db: usize, now: u64) -> Self {
+        Store::with_lock(server, locked.map_or(Lock::None, Lock::Own), db, now)
+    }
+
+    /// A store for a command run under shards its caller already holds
+    /// (EXEC holds every shard for the whole transaction).
+    pub fn held(server: &'a Server, held: &'a mut dyn ShardAccess, db: usize, now: u64) -> Self {
+        Store::with_lock(server, Lock::Held(held), db, now)
+    }
+
+    fn with_lock(server: &'a Server, locked: Lock<'a>, db: usize, now: u64) -> Self {
         Store {
             server,
             locked,
             db,
             now,
             no_touch: false,
+            hint: (0, 0, 0),
         }
     }
 
-    pub fn locked(&mut self) -> &mut Locked<'a> {
-        self.locked
-            .as_mut()
-            .expect("command declared no keys but touched the keyspace")
+    /// Remembers `hash` as the hash of the argument `key` (same allocation).
+    pub fn hint_hash(&mut self, key: &[u8], hash: u64) {
+        self.hint = (key.as_ptr() as usize, key.len(), hash);
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        if (key.as_ptr() as usize, key.len()) == (self.hint.0, self.hint.1) {
+            self.hint.2
+        } else {
+            hash_bytes(key)
+        }
+    }
+
+    /// The locked shard holding `hash`.
+    #[inline]
+    fn shard(&mut self, hash: u64) -> &mut Shard {
+        match &mut self.locked {
+            Lock::Own(l) => l.shard(hash),
+            Lock::Held(l) => l.shard(hash),
+            Lock::None => panic!("command declared no keys but touched the keyspace"),
+        }
+    }
+
+    /// Whether `key` is live (present, not expired) in database `dbi`,
+    /// without expiring it or touching its access clock.
+    pub fn is_live(&mut self, dbi: usize, key: &[u8]) -> bool {
+        let h = self.hash(key);
+        let now = self.now;
+        self.db_of(dbi, h).peek(h, key, now).is_some()
     }
 
     fn clock(&self) -> u16 {
@@ -130,12 +198,12 @@ impl<'a> Store<'a> {
 
     /// The database `dbi`'s part of the shard holding `hash`.
     pub fn db_of(&mut self, dbi: usize, hash: u64) -> &mut Db {
-        self.locked().shard(hash).db(dbi)
+        self.shard(hash).db(dbi)
     }
 
     /// Looks a key up in database `dbi`, expiring it if due.
     pub fn entry_in(&mut self, dbi: usize, key: &[u8]) -> Option<&mut Entry> {
-        let h = hash_bytes(key);
+        let h = self.hash(key);
         let now = self.now;
         let touch = !self.no_touch;
         let clock = self.clock();
@@ -203,7 +271,7 @@ impl<'a> Store<'a> {
         value: Value,
         expire: Option<u64>,
     ) -> Option<Value> {
-        let h = hash_bytes(key);
+        let h = self.hash(key);
         let clock = self.clock();
         let db = self.db_of(dbi, h);
         let old = db.insert(h, key, value, expire, clock);
@@ -218,7 +286,7 @@ impl<'a> Store<'a> {
     /// Deletes a key; returns its entry if it existed (and was not expired).
     pub fn remove_in(&mut self, dbi: usize, key: &[u8]) -> Option<Entry> {
         self.entry_in(dbi, key)?;
-        let h = hash_bytes(key);
+        let h = self.hash(key);
         let e = self.db_of(dbi, h).remove(h, key);
         self.modified(dbi, key);
         e
@@ -231,7 +299,7 @@ impl<'a> Store<'a> {
     /// Current expire time of a live key (ms), or None.
     pub fn expire_of_in(&mut self, dbi: usize, key: &[u8]) -> Option<u64> {
         self.entry_in(dbi, key)?;
-        let h = hash_bytes(key);
+        let h = self.hash(key);
         let db = self.db_of(dbi, h);
         let e = db.peek(h, key, 0)?;
         db.expire_of(e)
@@ -246,7 +314,7 @@ impl<'a> Store<'a> {
         if self.entry(key).is_none() {
             return false;
         }
-        let h = hash_bytes(key);
+        let h = self.hash(key);
         let dbi = self.db;
         let done = self.db_of(dbi, h).set_expire(h, key, when);
         self.modified(dbi, key);
@@ -255,8 +323,11 @@ impl<'a> Store<'a> {
 
     /// Every write to a key goes through here: the hook where WATCH,
     /// keyspace notifications and write-behind attach.
-    pub fn modified(&mut self, _db: usize, _key: &[u8]) {
+    #[inline]
+    pub fn modified(&mut self, db: usize, key: &[u8]) {
         self.server.dirty.fetch_add(1, Relaxed);
+        // One relaxed load unless some client WATCHes a key.
+        self.server.clients.watches.touch(db, key);
     }
 }
 
@@ -271,7 +342,12 @@ impl Store<'_> {
         i: usize,
         f: impl FnOnce(&mut granary_keyspace::Shard) -> R,
     ) -> R {
-        if let Some(shard) = self.locked.as_mut().and_then(|l| l.shard_at(i)) {
+        let held = match &mut self.locked {
+            Lock::Own(l) => l.shard_at(i),
+            Lock::Held(l) => l.shard_at(i),
+            Lock::None => None,
+        };
+        if let Some(shard) = held {
             return f(shard);
         }
         f(&mut self.server.keyspace.lock_shard(i))
@@ -287,7 +363,24 @@ impl Store<'_> {
     /// A whole database was emptied or swapped (FLUSHDB, FLUSHALL, SWAPDB):
     /// the hook where WATCH and write-behind attach for those, as `modified`
     /// is for single keys. Redis counts each removed key as a change.
-    pub fn db_replaced(&mut self, _db: usize, removed: u64) {
+    /// Called after the change, so for SWAPDB `db` already holds what the
+    /// other database held.
+    pub fn db_replaced(&mut self, db: usize, removed: u64) {
         self.server.dirty.fetch_add(removed, Relaxed);
+        let server = self.server;
+        server
+            .clients
+            .watches
+            .replaced(db, |key| self.live_in_shard(db, key));
+    }
+
+    /// `is_live` for callers that may not hold the key's shard (FLUSHDB
+    /// walks shards one at a time).
+    fn live_in_shard(&mut self, dbi: usize, key: &[u8]) -> bool {
+        let h = hash_bytes(key);
+        let now = self.now;
+        self.with_shard(granary_keyspace::shard_of(h), |s| {
+            s.db(dbi).peek(h, key, now).is_some()
+        })
     }
 }

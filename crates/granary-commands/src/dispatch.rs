@@ -2,7 +2,8 @@
 //! authentication, lock the shards of its keys, run the handler, account.
 
 use crate::client::Client;
-use crate::ctx::{Action, CmdError, Ctx, Store};
+use crate::cmd::multi;
+use crate::ctx::{Action, CmdError, Ctx, ShardAccess, Store};
 use crate::server::Server;
 use crate::table::{flag, lookup_sub, Keys, Spec, Table};
 use crate::util::cstr;
@@ -95,8 +96,7 @@ pub fn execute_at(
             if let Some((_, idx)) = Table::get().lookup_indexed(&args[0]) {
                 server.command_stats[idx].rejected.fetch_add(1, Relaxed);
             }
-            reply_error(server, out, &e.0);
-            return None;
+            return reject(server, client, out, &e.0);
         }
     };
     if !client.authenticated
@@ -104,23 +104,37 @@ pub fn execute_at(
         && server.config.hot.has_password.load(Relaxed)
     {
         server.command_stats[idx].rejected.fetch_add(1, Relaxed);
-        reply_error(server, out, crate::ctx::err::NOAUTH.as_bytes());
-        return None;
+        return reject(server, client, out, crate::ctx::err::NOAUTH.as_bytes());
     }
     if server.config.hot.maxmemory.load(Relaxed) != 0 {
         if let Err(e) = crate::evict::ensure_memory(server) {
-            if spec.flags & flag::DENYOOM != 0 {
+            if spec.flags & flag::DENYOOM != 0 || multi::rejected_on_oom(client, spec) {
                 server.command_stats[idx].rejected.fetch_add(1, Relaxed);
-                reply_error(server, out, &e.0);
-                return None;
+                return reject(server, client, out, &e.0);
             }
         }
     }
     client.info.last_cmd.store(idx, Relaxed);
+    // Transaction state is rare: one test of two fields otherwise.
+    if (client.multi.is_some() || !client.watched.is_empty())
+        && multi::intercept(server, client, spec, idx, args, out)
+    {
+        return None;
+    }
     run(server, client, spec, idx, args, out, now)
 }
 
-/// Runs a resolved command (also used by MULTI/EXEC-style callers later).
+/// A command rejected before running: inside MULTI this also dooms the
+/// transaction (EXECABORT), as Redis's rejectCommand does.
+fn reject(server: &Server, client: &mut Client, out: &mut Reply, msg: &[u8]) -> Option<Action> {
+    if let Some(m) = &mut client.multi {
+        m.failed = true;
+    }
+    reply_error(server, out, msg);
+    None
+}
+
+/// Runs a resolved command, locking the shards of its keys.
 pub fn run(
     server: &Server,
     client: &mut Client,
@@ -130,26 +144,64 @@ pub fn run(
     out: &mut Reply,
     now: u64,
 ) -> Option<Action> {
-    let handler = spec.handler?;
-    // TSC-based: a clock_gettime per command showed up in profiles.
-    let started = quanta::Instant::now();
-    let locked = if spec.flags & flag::ALL_SHARDS != 0 {
-        Some(server.keyspace.lock_all())
+    run_with(server, client, spec, idx, args, out, now, None)
+}
+
+/// Runs a resolved command under shards the caller already holds: EXEC
+/// runs its whole queue under one `lock_all`, which makes it atomic.
+#[allow(clippy::too_many_arguments)]
+pub fn run_held(
+    server: &Server,
+    client: &mut Client,
+    spec: &'static Spec,
+    idx: usize,
+    args: &[Bytes],
+    out: &mut Reply,
+    now: u64,
+    held: &mut dyn ShardAccess,
+) -> Option<Action> {
+    run_with(server, client, spec, idx, args, out, now, Some(held))
+}
+
+/// A store over the shards of the command's declared keys, locked.
+fn lock_for<'s>(server: &'s Server, spec: &Spec, args: &[Bytes], db: usize, now: u64) -> Store<'s> {
+    if spec.flags & flag::ALL_SHARDS != 0 {
+        Store::new(server, Some(server.keyspace.lock_all()), db, now)
     } else if matches!(spec.keys, Keys::Range(1, 1, _)) && args.len() > 1 {
-        Some(
-            server
-                .keyspace
-                .lock_one(granary_keyspace::hash_bytes(&args[1])),
-        )
+        // The common single-key case: hash once, for the lock and the lookup.
+        let h = granary_keyspace::hash_bytes(&args[1]);
+        let mut store = Store::new(server, Some(server.keyspace.lock_one(h)), db, now);
+        store.hint_hash(&args[1], h);
+        store
     } else {
         let pos = spec.key_positions(args);
-        if pos.is_empty() {
+        let locked = if pos.is_empty() {
             None
         } else {
             Some(server.keyspace.lock_keys(pos.iter().map(|&i| &args[i][..])))
-        }
+        };
+        Store::new(server, locked, db, now)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    server: &Server,
+    client: &mut Client,
+    spec: &'static Spec,
+    idx: usize,
+    args: &[Bytes],
+    out: &mut Reply,
+    now: u64,
+    held: Option<&mut dyn ShardAccess>,
+) -> Option<Action> {
+    let handler = spec.handler?;
+    // TSC-based: a clock_gettime per command showed up in profiles.
+    let started = quanta::Instant::now();
+    let mut store = match held {
+        Some(h) => Store::held(server, h, client.db, now),
+        None => lock_for(server, spec, args, client.db, now),
     };
-    let mut store = Store::new(server, locked, client.db, now);
     store.no_touch = client.no_touch && spec.name != "touch";
     let mark = out.mark();
     let mut ctx = Ctx {
@@ -200,7 +252,7 @@ pub fn run(
     action
 }
 
-fn reply_error(server: &Server, out: &mut Reply, msg: &[u8]) {
+pub(crate) fn reply_error(server: &Server, out: &mut Reply, msg: &[u8]) {
     server.record_error(msg);
     out.error(msg);
 }

@@ -128,6 +128,7 @@ fn evict_one(server: &Server, pool: Pool, rank: Rank, samples: usize, rng: &mut 
     let h = hash_bytes(&c.key);
     match shard.dbs[c.db].remove(h, &c.key) {
         Some(entry) => {
+            server.clients.watches.touch(c.db, &c.key);
             drop(shard);
             server.stats.evicted_keys.fetch_add(1, Relaxed);
             server.dirty.fetch_add(1, Relaxed);

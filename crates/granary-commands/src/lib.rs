@@ -9,12 +9,15 @@ pub mod config;
 pub mod cron;
 pub mod ctx;
 pub mod dispatch;
+pub mod docs_data;
 pub mod evict;
 pub mod glob;
 pub mod lazyfree;
+pub mod longdouble;
 pub mod server;
 pub mod table;
 pub mod util;
+pub mod watch;
 
 pub use client::{Client, ClientInfo};
 pub use ctx::{Action, CmdError, CmdResult, Ctx};

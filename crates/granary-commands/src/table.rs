@@ -3,7 +3,7 @@
 //! the compatibility table in docs/commands.md.
 
 use crate::ctx::{CmdResult, Ctx};
-use ahash::AHashMap as HashMap;
+use foldhash::HashMap;
 use std::sync::OnceLock;
 
 pub type Handler = fn(&mut Ctx) -> CmdResult;

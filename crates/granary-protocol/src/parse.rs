@@ -156,20 +156,17 @@ impl Parser {
                 if buf.is_empty() {
                     return Ok(false);
                 }
-                // Redis waits for the header's CR before looking at its type.
-                let Some(cr) = memchr(b'\r', buf) else {
-                    if buf.len() > INLINE_MAX {
-                        return Err(perr("too big bulk count string"));
-                    }
-                    return Ok(false);
-                };
                 if buf[0] != b'$' {
+                    // Redis waits for the line's CR before looking at its type.
+                    if memchr(b'\r', buf).is_none() {
+                        if buf.len() > INLINE_MAX {
+                            return Err(perr("too big bulk count string"));
+                        }
+                        return Ok(false);
+                    }
                     let mut msg = b"Protocol error: expected '$', got '".to_vec();
                     msg.extend_from_slice(&[buf[0], b'\'']);
                     return Err(ProtocolError(msg));
-                }
-                if cr + 1 >= buf.len() {
-                    return Ok(false);
                 }
                 let Some(n) = take_header(buf, "too big bulk count string")? else {
                     return Ok(false);
@@ -215,6 +212,21 @@ impl Parser {
 /// it is not one). Advancing instead of splitting keeps header lines from
 /// costing a reference-count round trip each.
 fn take_header(buf: &mut BytesMut, too_big: &str) -> Result<Option<Option<i64>>, ProtocolError> {
+    // Fast path: digits then CRLF, parsed in the same pass that finds the CR.
+    let b = &buf[..];
+    let neg = b.get(1) == Some(&b'-');
+    let start = 1 + neg as usize;
+    let mut i = start;
+    let mut v: i64 = 0;
+    while i < b.len() && i - start < 18 && b[i].is_ascii_digit() {
+        v = v * 10 + (b[i] - b'0') as i64;
+        i += 1;
+    }
+    let canonical = i > start && (b[start] != b'0' || (i == start + 1 && !neg));
+    if canonical && i + 1 < b.len() && b[i] == b'\r' {
+        buf.advance(i + 2);
+        return Ok(Some(Some(if neg { -v } else { v })));
+    }
     match memchr(b'\r', buf) {
         Some(pos) if pos + 1 < buf.len() => {
             let n = parse_int(&buf[1..pos]);

@@ -86,9 +86,18 @@ impl Reply {
 
     /// An error reply. `msg` starts with the error code (`ERR`, `WRONGTYPE`,
     /// ...); newlines are replaced so the reply stays one line.
+    /// Like Redis's addReplyErrorFormat, CR and LF are trimmed from both
+    /// ends and turned into spaces inside.
     pub fn error(&mut self, msg: impl AsRef<[u8]>) {
+        let msg = msg.as_ref();
+        let newline = |b: &u8| *b == b'\r' || *b == b'\n';
+        let start = msg.iter().position(|b| !newline(b)).unwrap_or(msg.len());
+        let end = msg
+            .iter()
+            .rposition(|b| !newline(b))
+            .map_or(start, |i| i + 1);
         self.buf.put_u8(b'-');
-        for &b in msg.as_ref() {
+        for &b in &msg[start..end] {
             self.buf
                 .put_u8(if b == b'\r' || b == b'\n' { b' ' } else { b });
         }
@@ -273,7 +282,8 @@ mod tests {
     fn error_stays_on_one_line() {
         let mut r = Reply::new(false);
         r.error("ERR a\r\nb");
-        assert_eq!(bytes(&mut r), b"-ERR a  b\r\n");
+        r.error("ERR x \r\n");
+        assert_eq!(bytes(&mut r), b"-ERR a  b\r\n-ERR x \r\n");
     }
 
     #[test]

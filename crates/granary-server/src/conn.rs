@@ -42,6 +42,12 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener, only_loopba
     }
 }
 
+/// Redis 7's protected mode: without a password, only loopback peers may
+/// connect.
+fn protected_mode_denies(protected: bool, has_password: bool, peer: std::net::IpAddr) -> bool {
+    protected && !has_password && !peer.is_loopback()
+}
+
 async fn reject(mut stream: TcpStream, server: &Server, msg: &str) -> std::io::Result<()> {
     server.stats.rejected_connections.fetch_add(1, Relaxed);
     stream.write_all(msg.as_bytes()).await
@@ -54,10 +60,8 @@ async fn handle(
     only_loopback: bool,
 ) -> std::io::Result<()> {
     let hot = &server.config.hot;
-    if hot.protected_mode.load(Relaxed)
-        && !hot.has_password.load(Relaxed)
-        && !only_loopback
-        && !peer.ip().is_loopback()
+    let protected = hot.protected_mode.load(Relaxed);
+    if !only_loopback && protected_mode_denies(protected, hot.has_password.load(Relaxed), peer.ip())
     {
         return reject(stream, &server, DENIED).await;
     }
@@ -72,6 +76,7 @@ async fn handle(
     let info = server.clients.register(peer.to_string(), laddr, now_ms());
     let mut client = Client::new(info.clone(), !hot.has_password.load(Relaxed));
     let result = serve_client(&server, &mut client, &mut stream).await;
+    granary_commands::watch::unwatch_all(&server, &mut client);
     server.clients.unregister(info.id);
     result
 }
@@ -227,4 +232,21 @@ async fn flush(server: &Server, stream: &mut TcpStream, out: &mut Reply) -> std:
     }
     server.stats.net_output_bytes.fetch_add(written, Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protected_mode_denies;
+
+    #[test]
+    fn protected_mode_admits_loopback_or_password_only() {
+        let lan = "192.168.1.9".parse().unwrap();
+        let lo4 = "127.0.0.1".parse().unwrap();
+        let lo6 = "::1".parse().unwrap();
+        assert!(protected_mode_denies(true, false, lan));
+        assert!(!protected_mode_denies(true, false, lo4));
+        assert!(!protected_mode_denies(true, false, lo6));
+        assert!(!protected_mode_denies(true, true, lan));
+        assert!(!protected_mode_denies(false, false, lan));
+    }
 }

@@ -146,26 +146,43 @@ fn apply(config: &Config, d: &Directive) -> Result<(), String> {
         .map_err(|e| config_error(&d.origin, &format!("'{}' {e}", d.name)))
 }
 
-fn init_logging(level: &str) {
+/// Logs to standard output, or to `logfile` (appending) as Redis does.
+fn init_logging(level: &str, logfile: &str) -> Result<(), String> {
     let filter = match level {
         "debug" => "debug",
-        "verbose" => "info",
-        "notice" => "info",
+        "verbose" | "notice" => "info",
         "warning" => "warn",
         _ => "error",
     };
-    let filter =
-        std::env::var("GRANARY_LOG").unwrap_or_else(|_| format!("granary={filter},{filter}"));
-    let _ = tracing_subscriber::fmt()
+    let filter = std::env::var("GRANARY_LOG").unwrap_or_else(|_| filter.to_string());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    if logfile.is_empty() {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let _ = builder.with_ansi(ansi).try_init();
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logfile)
+            .map_err(|e| format!("Can't open the log file '{logfile}': {e}"))?;
+        let _ = builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    }
+    Ok(())
 }
 
 /// Runs the server until SHUTDOWN or a signal; returns the exit code.
 pub fn run(opts: Options) -> i32 {
     let config = opts.config;
-    init_logging(&config.get("loglevel").unwrap_or_default());
+    let logfile = config.get("logfile").unwrap_or_default();
+    if let Err(e) = init_logging(&config.get("loglevel").unwrap_or_default(), &logfile) {
+        eprintln!("{e}");
+        return 1;
+    }
     if let Some(dir) = config.get("dir").filter(|d| !d.is_empty()) {
         if let Err(e) = std::env::set_current_dir(&dir) {
             tracing::error!("Can't chdir to '{dir}': {e}");

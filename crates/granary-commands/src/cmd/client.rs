@@ -150,6 +150,13 @@ fn setinfo(c: &mut Ctx) -> CmdResult {
 /// user, the only one until ACLs land.
 pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     let mut flags = String::new();
+    let multi = info.multi.load(Relaxed);
+    if multi >= 0 {
+        flags.push('x');
+    }
+    if info.dirty_cas.load(Relaxed) {
+        flags.push('d');
+    }
     if info.no_evict.load(Relaxed) {
         flags.push('e');
     }
@@ -170,7 +177,7 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     let lib_ver = info.lib_ver.lock().clone().unwrap_or_default();
     format!(
         "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db={} \
-         sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 \
+         sub=0 psub=0 ssub=0 multi={multi} watch={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 \
          rbs={obuf} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={cmd} user={user} \
          redir=-1 resp={} lib-name={lib_name} lib-ver={lib_ver}",
         info.id,
@@ -179,6 +186,12 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
         now.saturating_sub(info.created_ms) / 1000,
         now.saturating_sub(info.last_active_ms.load(Relaxed)) / 1000,
         info.db.load(Relaxed),
+        // Redis drops a client's watches once one of them fires.
+        if info.dirty_cas.load(Relaxed) {
+            0
+        } else {
+            info.watching.load(Relaxed)
+        },
         qbuf + obuf,
         info.resp.load(Relaxed),
     )

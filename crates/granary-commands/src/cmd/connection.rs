@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering::Relaxed;
 const G: &str = "connection";
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("ping", -1, FAST | STALE, Keys::None, ping)
+    Spec::new("ping", -1, FAST, Keys::None, ping)
         .group(G, "1.0.0")
         .doc("Returns the server's liveliness response."),
-    Spec::new("echo", 2, FAST, Keys::None, echo)
+    Spec::new("echo", 2, LOADING | STALE | FAST, Keys::None, echo)
         .group(G, "1.0.0")
         .doc("Returns the given string."),
     Spec::new(
@@ -194,7 +194,13 @@ fn hello(c: &mut Ctx) -> CmdResult {
 }
 
 fn select(c: &mut Ctx) -> CmdResult {
+    // Redis reads the index as a C int: beyond its range it is no integer.
     let db = parse_i64(&c.args[1])?;
+    if i32::try_from(db).is_err() {
+        return Err(
+            "ERR value is out of range, value must between -2147483648 and 2147483647".into(),
+        );
+    }
     if db < 0 || db as usize >= c.server.keyspace.databases() {
         return Err(err::DB_RANGE.into());
     }

@@ -3,10 +3,12 @@
 //!
 //! docs/redis-commands.txt lists every Redis 7.4 command with its ACL
 //! categories and key-spec flags as Redis reports them; COMMAND INFO and
-//! GETKEYSANDFLAGS use those so their replies match Redis's.
+//! GETKEYSANDFLAGS use those so their replies match Redis's. COMMAND DOCS and
+//! COMMAND INFO's tips and key specs replay Redis's own (see docs_data.rs).
 
 use super::server::reply_help;
 use crate::ctx::{err, CmdError, CmdResult, Ctx};
+use crate::docs_data;
 use crate::glob::glob_match;
 use crate::table::{flag::*, lookup_sub, Keys, Spec, Table};
 use crate::util::{is, lossy};
@@ -267,24 +269,43 @@ pub fn write_info(out: &mut Reply, spec: &Spec) {
     out.int(last);
     out.int(step);
     status_set(out, &acl_categories(spec));
-    out.set(0);
-    write_key_specs(out, spec);
+    // Tips and key specs as Redis reports them, else derived from the Spec.
+    let data = docs_data::get(spec.name);
+    match data.and_then(|d| d.tips) {
+        Some(tips) => docs_data::replay(out, tips),
+        None => out.set(0),
+    }
+    match data.and_then(|d| d.key_specs) {
+        Some(specs) => docs_data::replay(out, specs),
+        None => write_key_specs(out, spec),
+    }
     out.set(spec.subcommands.len());
     for sub in spec.subcommands {
         write_info(out, sub);
     }
 }
 
-/// One COMMAND DOCS entry (the value; the caller writes the name).
+/// One COMMAND DOCS entry (the value; the caller writes the name): Redis's
+/// captured docs, with the subcommands Granary has.
 fn write_docs(out: &mut Reply, spec: &Spec) {
     let has_subs = !spec.subcommands.is_empty();
-    out.map(3 + has_subs as usize);
-    out.bulk(b"summary");
-    out.bulk(spec.summary.as_bytes());
-    out.bulk(b"since");
-    out.bulk(spec.since.as_bytes());
-    out.bulk(b"group");
-    out.bulk(spec.group.as_bytes());
+    match docs_data::get(spec.name).filter(|d| d.doc_fields > 0) {
+        Some(d) => {
+            out.map(d.doc_fields + has_subs as usize);
+            docs_data::replay(out, d.docs);
+        }
+        None => {
+            out.map(3 + has_subs as usize);
+            for (k, v) in [
+                ("summary", spec.summary),
+                ("since", spec.since),
+                ("group", spec.group),
+            ] {
+                out.bulk(k.as_bytes());
+                out.bulk(v.as_bytes());
+            }
+        }
+    }
     if has_subs {
         out.bulk(b"subcommands");
         out.map(spec.subcommands.len());
@@ -580,6 +601,18 @@ mod tests {
             assert!(
                 redis_command(s.name).is_some(),
                 "{} is not in Redis",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_granary_command_has_redis_docs() {
+        for s in Table::get().all() {
+            let d = docs_data::get(s.name);
+            assert!(
+                d.is_some_and(|d| d.doc_fields > 0 && d.tips.is_some() && d.key_specs.is_some()),
+                "{} has no captured docs",
                 s.name
             );
         }

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod expire;
 pub mod introspection;
 pub mod keys;
+pub mod multi;
 pub mod server;
 pub mod string;
 
@@ -19,6 +20,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     string::COMMANDS,
     keys::COMMANDS,
     expire::COMMANDS,
+    multi::COMMANDS,
     server::COMMANDS,
     introspection::COMMANDS,
 ];

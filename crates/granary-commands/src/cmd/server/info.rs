@@ -32,7 +32,18 @@ pub fn info(c: &mut Ctx) -> CmdResult {
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let text = info_text(c.server, &names);
+    // Counted through the store: inside EXEC every shard is already held.
+    let dbs = c.server.keyspace.databases();
+    let mut sizes = vec![(0usize, 0usize); dbs];
+    for i in 0..granary_keyspace::SHARDS {
+        c.store.with_shard(i, |shard| {
+            for (d, db) in shard.dbs.iter().enumerate() {
+                sizes[d].0 += db.len();
+                sizes[d].1 += db.volatile();
+            }
+        });
+    }
+    let text = render(c.server, &names, Some(sizes));
     c.out.verbatim(&text);
     Ok(())
 }
@@ -51,6 +62,11 @@ fn selected(names: &[String]) -> Vec<&'static str> {
 
 /// The INFO text for the given (lowercase) section arguments.
 pub fn info_text(server: &Server, names: &[String]) -> String {
+    render(server, names, None)
+}
+
+/// `sizes`: (keys, volatile) per database if the caller counted them.
+fn render(server: &Server, names: &[String], mut sizes: Option<Vec<(usize, usize)>>) -> String {
     let mut out = String::new();
     for (i, name) in selected(names).into_iter().enumerate() {
         if i > 0 {
@@ -68,7 +84,7 @@ pub fn info_text(server: &Server, names: &[String]) -> String {
             "commandstats" => commandstats_section(server, &mut s),
             "errorstats" => errorstats_section(server, &mut s),
             "cluster" => s.field("cluster_enabled", 0),
-            "keyspace" => keyspace_section(server, &mut s),
+            "keyspace" => keyspace_section(server, &mut s, sizes.take()),
             _ => {}
         }
     }
@@ -184,6 +200,7 @@ fn clients_section(server: &Server, s: &mut Section) {
     s.field("maxclients", server.config.hot.maxclients.load(Relaxed));
     s.field("client_recent_max_input_buffer", max_in);
     s.field("client_recent_max_output_buffer", max_out);
+    let watches = &server.clients.watches;
     for name in [
         "blocked_clients",
         "tracking_clients",
@@ -194,7 +211,11 @@ fn clients_section(server: &Server, s: &mut Section) {
         "total_blocking_keys",
         "total_blocking_keys_on_nokey",
     ] {
-        s.field(name, 0);
+        match name {
+            "watching_clients" => s.field(name, watches.watching_clients()),
+            "total_watched_keys" => s.field(name, watches.total()),
+            _ => s.field(name, 0),
+        }
     }
 }
 
@@ -533,15 +554,25 @@ fn errorstats_section(server: &Server, s: &mut Section) {
     }
 }
 
-fn keyspace_section(server: &Server, s: &mut Section) {
+fn keyspace_section(server: &Server, s: &mut Section, sizes: Option<Vec<(usize, usize)>>) {
     let dbs = server.keyspace.databases();
     let mut keys = vec![0usize; dbs];
     let mut volatile = vec![0usize; dbs];
-    for i in 0..granary_keyspace::SHARDS {
-        let shard = server.keyspace.lock_shard(i);
-        for (d, db) in shard.dbs.iter().enumerate() {
-            keys[d] += db.len();
-            volatile[d] += db.volatile();
+    match sizes {
+        Some(sizes) => {
+            for (d, (k, v)) in sizes.into_iter().enumerate() {
+                keys[d] = k;
+                volatile[d] = v;
+            }
+        }
+        None => {
+            for i in 0..granary_keyspace::SHARDS {
+                let shard = server.keyspace.lock_shard(i);
+                for (d, db) in shard.dbs.iter().enumerate() {
+                    keys[d] += db.len();
+                    volatile[d] += db.volatile();
+                }
+            }
         }
     }
     for d in 0..dbs {
