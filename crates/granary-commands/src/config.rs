@@ -359,6 +359,15 @@ pub struct Hot {
     pub timeout_secs: AtomicU64,
     pub hz: AtomicU64,
     pub maxclients: AtomicU64,
+    /// Compact-encoding thresholds, read by every collection write.
+    pub hash_max_listpack_entries: AtomicI64,
+    pub hash_max_listpack_value: AtomicI64,
+    pub set_max_intset_entries: AtomicI64,
+    pub set_max_listpack_entries: AtomicI64,
+    pub set_max_listpack_value: AtomicI64,
+    pub zset_max_listpack_entries: AtomicI64,
+    pub zset_max_listpack_value: AtomicI64,
+    pub list_max_listpack_size: AtomicI64,
 }
 
 pub struct Config {
@@ -450,6 +459,14 @@ impl Config {
             "timeout" => h.timeout_secs.store(int() as u64, Relaxed),
             "hz" => h.hz.store(int() as u64, Relaxed),
             "maxclients" => h.maxclients.store(int() as u64, Relaxed),
+            "hash-max-listpack-entries" => h.hash_max_listpack_entries.store(int(), Relaxed),
+            "hash-max-listpack-value" => h.hash_max_listpack_value.store(int(), Relaxed),
+            "set-max-intset-entries" => h.set_max_intset_entries.store(int(), Relaxed),
+            "set-max-listpack-entries" => h.set_max_listpack_entries.store(int(), Relaxed),
+            "set-max-listpack-value" => h.set_max_listpack_value.store(int(), Relaxed),
+            "zset-max-listpack-entries" => h.zset_max_listpack_entries.store(int(), Relaxed),
+            "zset-max-listpack-value" => h.zset_max_listpack_value.store(int(), Relaxed),
+            "list-max-listpack-size" => h.list_max_listpack_size.store(int(), Relaxed),
             _ => {}
         }
     }

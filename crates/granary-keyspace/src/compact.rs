@@ -72,9 +72,14 @@ impl StrValue {
         }
     }
 
-    /// Takes ownership of an argument: big ones are kept as they arrived.
+    /// Takes ownership of an argument. A big one is kept as it arrived: it
+    /// shares its allocation with the read buffer, which for bulks this
+    /// large is sized to the bulk (the parser gives bulks of 32 KB and more
+    /// their own buffer), so at most a read's worth of other bytes is kept
+    /// alive with it. Smaller ones are copied so that a short value never
+    /// pins a whole read buffer.
     pub fn from_arg(b: &Bytes) -> Self {
-        if b.len() >= 4096 {
+        if b.len() >= 32 * 1024 {
             StrValue::Heap(Box::new(b.clone()))
         } else {
             Self::from_bytes(b)

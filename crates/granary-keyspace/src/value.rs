@@ -2,12 +2,17 @@
 
 use crate::compact::{Key, StrValue};
 use crate::dict::DictItem;
+use crate::types::{HashValue, ListValue, SetValue, ZSetValue};
 
-/// A value of one of Redis's types. Collection types join as their command
-/// families land; each keeps Redis's compact/full encodings.
+/// A value of one of Redis's types. Collections are boxed so that a value
+/// stays 24 bytes inside its entry.
 #[derive(Clone)]
 pub enum Value {
     Str(StrValue),
+    Hash(Box<HashValue>),
+    List(Box<ListValue>),
+    Set(Box<SetValue>),
+    ZSet(Box<ZSetValue>),
 }
 
 impl Value {
@@ -15,6 +20,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -22,14 +31,22 @@ impl Value {
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Str(s) => s.encoding(),
+            Value::Hash(h) => h.encoding(),
+            Value::List(l) => l.encoding(),
+            Value::Set(s) => s.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 
-    /// Rough heap size, used to decide whether a delete is freed in the
-    /// background (UNLINK, FLUSHALL ASYNC).
+    /// Rough number of allocations, used to decide whether a delete is
+    /// freed in the background (UNLINK, FLUSHALL ASYNC).
     pub fn free_effort(&self) -> usize {
         match self {
             Value::Str(_) => 1,
+            Value::Hash(h) => h.len(),
+            Value::List(l) => l.len(),
+            Value::Set(s) => s.len(),
+            Value::ZSet(z) => z.len(),
         }
     }
 }

@@ -184,6 +184,14 @@ async fn serve_client(
                 flush(server, stream, &mut out).await?;
             }
         }
+        // Let the worker run the other connections that are ready before
+        // writing, as Redis writes all replies of a loop iteration just
+        // before it sleeps: clients then find several replies per wake-up.
+        // Measured: +30 % throughput at -P 16, a third less kernel time
+        // (docs/benchmarks.md).
+        if !out.is_empty() {
+            tokio::task::yield_now().await;
+        }
         flush(server, stream, &mut out).await?;
         if close || info.killed.load(Relaxed) {
             return Ok(());
