@@ -138,7 +138,7 @@ pub static PARAMS: &[Param] = &[
         Kind::Memory(0, MAXI),
     ),
     p("notify-keyspace-events", "", Kind::Str),
-    p("hash-max-listpack-entries", "128", Kind::Int(0, MAXI)),
+    p("hash-max-listpack-entries", "512", Kind::Int(0, MAXI)),
     p("hash-max-listpack-value", "64", Kind::Int(0, MAXI)),
     p("set-max-intset-entries", "512", Kind::Int(0, MAXI)),
     p("set-max-listpack-entries", "128", Kind::Int(0, MAXI)),

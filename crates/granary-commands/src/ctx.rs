@@ -66,6 +66,8 @@ pub enum Action {
     Sleep(Duration),
     /// Stop the server (SHUTDOWN).
     Shutdown,
+    /// Wait until woken or timed out, then run the command again (BLPOP & co.).
+    Block(std::sync::Arc<crate::blocking::Waiter>),
 }
 
 pub struct Ctx<'a> {
@@ -273,9 +275,15 @@ impl<'a> Store<'a> {
     ) -> Option<Value> {
         let h = self.hash(key);
         let clock = self.clock();
+        // A list stored whole (RENAME, MOVE, COPY...) serves blocked clients.
+        let list_len = match &value {
+            Value::List(l) => l.len(),
+            _ => 0,
+        };
         let db = self.db_of(dbi, h);
         let old = db.insert(h, key, value, expire, clock);
         self.modified(dbi, key);
+        crate::blocking::signal(dbi, key, list_len);
         old
     }
 

@@ -219,6 +219,8 @@ pub fn format_double(d: f64) -> String {
         } else {
             "-inf".into()
         }
+    } else if d == 0.0 && d.is_sign_negative() {
+        "-0".into()
     } else if d == d.trunc() && d.abs() < 1e17 {
         format!("{}", d as i64)
     } else {
@@ -293,5 +295,6 @@ mod tests {
         assert_eq!(format_double(1.1), "1.1");
         assert_eq!(format_double(f64::INFINITY), "inf");
         assert_eq!(format_double(1e20), "1e+20");
+        assert_eq!(format_double(-0.0), "-0");
     }
 }

@@ -179,6 +179,18 @@ async fn serve_client(
                     server.request_shutdown();
                     return Ok(());
                 }
+                Some(Action::Block(w)) => {
+                    flush(server, stream, &mut out).await?;
+                    let io = Blocked {
+                        stream,
+                        rbuf: &mut rbuf,
+                        stop: &mut stop,
+                    };
+                    if !wait_blocked(server, client, &args, &mut out, w, io).await {
+                        return Ok(());
+                    }
+                    now = now_ms();
+                }
             }
             if out.pending() >= FLUSH_AT {
                 flush(server, stream, &mut out).await?;
@@ -199,6 +211,69 @@ async fn serve_client(
         // Give back a large buffer once it is drained.
         if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {
             rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+/// What a blocked connection watches besides its waiter.
+struct Blocked<'a, S> {
+    stream: &'a mut TcpStream,
+    rbuf: &'a mut BytesMut,
+    stop: &'a mut S,
+}
+
+/// BLPOP & co.: waits (holding no lock) until woken, then runs the command
+/// again, until it is served or its deadline passes (then a null array). Input that arrives meanwhile is kept for after. Returns false if
+/// the client went away or was killed: it leaves the queues without having
+/// taken anything.
+async fn wait_blocked<S: std::future::Future<Output = ()> + Unpin>(
+    server: &Server,
+    client: &mut Client,
+    args: &[Bytes],
+    out: &mut Reply,
+    mut waiter: Arc<granary_commands::blocking::Waiter>,
+    io: Blocked<'_, S>,
+) -> bool {
+    let id = client.info.id;
+    let unregister = || granary_commands::blocking::unregister(id);
+    loop {
+        let deadline = waiter.deadline;
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = waiter.notify.notified() => {
+                match execute_at(server, client, args, out, now_ms()) {
+                    Some(Action::Block(w)) => waiter = w,
+                    _ => {
+                        unregister();
+                        return true;
+                    }
+                }
+            }
+            _ = expired => {
+                // Redis answers every list timeout with a null array.
+                unregister();
+                out.null_array();
+                return true;
+            }
+            r = io.stream.read_buf(io.rbuf) => {
+                if !matches!(r, Ok(n) if n > 0) {
+                    unregister();
+                    return false;
+                }
+            }
+            _ = &mut *io.stop => {
+                unregister();
+                return false;
+            }
+        }
+        if client.info.killed.load(Relaxed) {
+            unregister();
+            return false;
         }
     }
 }

@@ -6,11 +6,15 @@
 pub mod client;
 pub mod connection;
 pub mod expire;
+pub mod hash;
 pub mod introspection;
 pub mod keys;
+pub mod list;
 pub mod multi;
 pub mod server;
+pub mod set;
 pub mod string;
+pub mod zset;
 
 use crate::table::Spec;
 
@@ -19,8 +23,12 @@ pub static FAMILIES: &[&[Spec]] = &[
     client::COMMANDS,
     string::COMMANDS,
     keys::COMMANDS,
+    list::COMMANDS,
     expire::COMMANDS,
+    hash::COMMANDS,
     multi::COMMANDS,
+    set::COMMANDS,
+    zset::COMMANDS,
     server::COMMANDS,
     introspection::COMMANDS,
 ];

@@ -214,6 +214,7 @@ fn clients_section(server: &Server, s: &mut Section) {
         match name {
             "watching_clients" => s.field(name, watches.watching_clients()),
             "total_watched_keys" => s.field(name, watches.total()),
+            "blocked_clients" => s.field(name, crate::blocking::blocked_clients()),
             _ => s.field(name, 0),
         }
     }

@@ -1,0 +1,491 @@
+//! Hash commands (Redis's t_hash.c). The type and its two encodings live in
+//! `granary_keyspace::types::hash`.
+
+use crate::cmd::keys::parse_cursor;
+use crate::ctx::{err, CmdError, CmdResult, Ctx, Store};
+use crate::glob::glob_match;
+use crate::longdouble::{self, F80};
+use crate::table::{flag::*, Keys, Spec};
+use crate::util::{is, parse_i64};
+use bytes::Bytes;
+use granary_keyspace::types::hash::{HashValue, Limits};
+use granary_keyspace::Value;
+use granary_protocol::Reply;
+use std::sync::atomic::Ordering::Relaxed;
+
+const G: &str = "hash";
+const K1: Keys = Keys::Range(1, 1, 1);
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    Spec::new("hset", -4, WRITE | DENYOOM | FAST, K1, hset).group(G, "2.0.0").doc("Creates or modifies the value of a field in a hash."),
+    Spec::new("hmset", -4, WRITE | DENYOOM | FAST, K1, hmset).group(G, "2.0.0").doc("Sets the values of multiple fields."),
+    Spec::new("hsetnx", 4, WRITE | DENYOOM | FAST, K1, hsetnx).group(G, "2.0.0").doc("Sets the value of a field in a hash only when the field doesn't exist."),
+    Spec::new("hget", 3, READONLY | FAST, K1, hget).group(G, "2.0.0").doc("Returns the value of a field in a hash."),
+    Spec::new("hmget", -3, READONLY | FAST, K1, hmget).group(G, "2.0.0").doc("Returns the values of all fields in a hash."),
+    Spec::new("hgetall", 2, READONLY, K1, hgetall).group(G, "2.0.0").doc("Returns all fields and values in a hash."),
+    Spec::new("hdel", -3, WRITE | FAST, K1, hdel).group(G, "2.0.0").doc("Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain."),
+    Spec::new("hexists", 3, READONLY | FAST, K1, hexists).group(G, "2.0.0").doc("Determines whether a field exists in a hash."),
+    Spec::new("hlen", 2, READONLY | FAST, K1, hlen).group(G, "2.0.0").doc("Returns the number of fields in a hash."),
+    Spec::new("hkeys", 2, READONLY, K1, hkeys).group(G, "2.0.0").doc("Returns all fields in a hash."),
+    Spec::new("hvals", 2, READONLY, K1, hvals).group(G, "2.0.0").doc("Returns all values in a hash."),
+    Spec::new("hstrlen", 3, READONLY | FAST, K1, hstrlen).group(G, "3.2.0").doc("Returns the length of the value of a field."),
+    Spec::new("hincrby", 4, WRITE | DENYOOM | FAST, K1, hincrby).group(G, "2.0.0").doc("Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist."),
+    Spec::new("hincrbyfloat", 4, WRITE | DENYOOM | FAST, K1, hincrbyfloat).group(G, "2.6.0").doc("Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist."),
+    Spec::new("hrandfield", -2, READONLY, K1, hrandfield).group(G, "6.2.0").doc("Returns one or more random fields from a hash."),
+    Spec::new("hscan", -3, READONLY, K1, hscan).group(G, "2.8.0").doc("Iterates over fields and values of a hash."),
+];
+
+// ---------------------------------------------------------------- access
+
+fn limits(c: &Ctx) -> Limits {
+    let hot = &c.server.config.hot;
+    let get = |v: &std::sync::atomic::AtomicI64| usize::try_from(v.load(Relaxed)).unwrap_or(0);
+    Limits {
+        max_entries: get(&hot.hash_max_listpack_entries),
+        max_value: get(&hot.hash_max_listpack_value),
+    }
+}
+
+/// The hash at `key` for a read command; None if missing.
+fn read<'s>(store: &'s mut Store, key: &[u8]) -> Result<Option<&'s HashValue>, CmdError> {
+    match store.read(key) {
+        None => Ok(None),
+        Some(e) => match &e.value {
+            Value::Hash(h) => Ok(Some(h)),
+            _ => Err(err::WRONGTYPE.into()),
+        },
+    }
+}
+
+/// Runs `f` on the hash at `key` (created empty first when missing and
+/// `create`). `f` returns its result and whether it changed the hash; a
+/// change is signalled, and a hash left empty is deleted (Redis never keeps
+/// empty collections). Returns None when the key is missing and not created.
+fn write<R>(
+    c: &mut Ctx,
+    key: &[u8],
+    create: bool,
+    f: impl FnOnce(&mut HashValue) -> Result<(R, bool), CmdError>,
+) -> Result<Option<R>, CmdError> {
+    let exists = match c.store.entry(key) {
+        None => false,
+        Some(e) if matches!(e.value, Value::Hash(_)) => true,
+        Some(_) => return Err(err::WRONGTYPE.into()),
+    };
+    if !exists {
+        if !create {
+            return Ok(None);
+        }
+        c.store
+            .set(key, Value::Hash(Box::new(HashValue::new())), None);
+    }
+    let Some(Value::Hash(h)) = c.store.entry(key).map(|e| &mut e.value) else {
+        return Err("ERR internal error: hash vanished".into());
+    };
+    let result = f(h);
+    let empty = h.is_empty();
+    let changed = matches!(result, Ok((_, true)));
+    if empty {
+        c.store.remove(key);
+    }
+    if changed || empty {
+        c.store.modified(c.store.db, key);
+    }
+    result.map(|(r, _)| Some(r))
+}
+
+// ---------------------------------------------------------------- setters
+
+/// Checks HSET/HMSET's field value pairs and stores them; returns how many
+/// fields were new.
+fn set_pairs(c: &mut Ctx) -> Result<i64, CmdError> {
+    if c.args.len() % 2 == 1 {
+        return Err(c.arity_error());
+    }
+    let lim = limits(c);
+    let args: &[Bytes] = c.args;
+    let pairs = &args[2..];
+    write(c, &args[1], true, |h| {
+        // Redis 7.4 presizes a hashtable when the pairs alone exceed the
+        // listpack limit.
+        if pairs.len() / 2 > lim.max_entries {
+            h.to_hashtable();
+        }
+        let added = pairs.chunks(2).filter(|p| h.set(&p[0], &p[1], lim)).count();
+        Ok((added as i64, true))
+    })
+    .map(|n| n.unwrap_or(0))
+}
+
+fn hset(c: &mut Ctx) -> CmdResult {
+    let added = set_pairs(c)?;
+    c.out.int(added);
+    Ok(())
+}
+
+fn hmset(c: &mut Ctx) -> CmdResult {
+    set_pairs(c)?;
+    c.out.ok();
+    Ok(())
+}
+
+fn hsetnx(c: &mut Ctx) -> CmdResult {
+    let lim = limits(c);
+    let args: &[Bytes] = c.args;
+    let (field, value) = (&args[2], &args[3]);
+    let added = write(c, &args[1], true, |h| {
+        if h.contains(field) {
+            return Ok((false, false));
+        }
+        h.set(field, value, lim);
+        Ok((true, true))
+    })?;
+    c.out.int(i64::from(added == Some(true)));
+    Ok(())
+}
+
+fn hdel(c: &mut Ctx) -> CmdResult {
+    let args: &[Bytes] = c.args;
+    let removed = write(c, &args[1], false, |h| {
+        let mut n = 0;
+        for f in &args[2..] {
+            if h.remove(f) {
+                n += 1;
+                if h.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok((n, n > 0))
+    })?;
+    c.out.int(removed.unwrap_or(0));
+    Ok(())
+}
+
+fn hincrby(c: &mut Ctx) -> CmdResult {
+    let incr = parse_i64(&c.args[3])?;
+    let lim = limits(c);
+    let args: &[Bytes] = c.args;
+    let field = &args[2];
+    let n = write(c, &args[1], true, |h| {
+        let cur = match h.get(field) {
+            None => 0,
+            Some(v) => {
+                parse_i64(v).map_err(|_| CmdError::from("ERR hash value is not an integer"))?
+            }
+        };
+        let n = cur.checked_add(incr).ok_or(err::OVERFLOW)?;
+        h.set(field, itoa::Buffer::new().format(n).as_bytes(), lim);
+        Ok((n, true))
+    })?;
+    c.out.int(n.unwrap_or(0));
+    Ok(())
+}
+
+fn hincrbyfloat(c: &mut Ctx) -> CmdResult {
+    let incr = longdouble::parse(&c.args[3]).ok_or(err::NOT_FLOAT)?;
+    // `add` refuses infinities, so adding to zero tells whether incr is one.
+    if longdouble::add(F80::ZERO, incr).is_none() {
+        return Err("ERR value is NaN or Infinity".into());
+    }
+    let lim = limits(c);
+    let args: &[Bytes] = c.args;
+    let field = &args[2];
+    let text = write(c, &args[1], true, |h| {
+        let cur = match h.get(field) {
+            None => F80::ZERO,
+            Some(v) => longdouble::parse(v).ok_or("ERR hash value is not a float")?,
+        };
+        let sum =
+            longdouble::add(cur, incr).ok_or("ERR increment would produce NaN or Infinity")?;
+        let text = longdouble::to_human(sum);
+        h.set(field, text.as_bytes(), lim);
+        Ok((text, true))
+    })?;
+    c.out.bulk(text.unwrap_or_default().as_bytes());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- getters
+
+fn hget(c: &mut Ctx) -> CmdResult {
+    match read(&mut c.store, &c.args[1])?.and_then(|h| h.get(&c.args[2])) {
+        Some(v) => c.out.bulk(v),
+        None => c.out.null(),
+    }
+    Ok(())
+}
+
+fn hmget(c: &mut Ctx) -> CmdResult {
+    let h = read(&mut c.store, &c.args[1])?;
+    let fields = &c.args[2..];
+    c.out.array(fields.len());
+    for f in fields {
+        match h.and_then(|h| h.get(f)) {
+            Some(v) => c.out.bulk(v),
+            None => c.out.null(),
+        }
+    }
+    Ok(())
+}
+
+/// Which parts of each pair HGETALL / HKEYS / HVALS send.
+#[derive(Clone, Copy, PartialEq)]
+enum Parts {
+    Both,
+    Fields,
+    Values,
+}
+
+fn reply_all(c: &mut Ctx, parts: Parts) -> CmdResult {
+    let Some(h) = read(&mut c.store, &c.args[1])? else {
+        match parts {
+            Parts::Both => c.out.map(0),
+            _ => c.out.array(0),
+        }
+        return Ok(());
+    };
+    let n = h.len();
+    match parts {
+        Parts::Both => c.out.map(n),
+        _ => c.out.array(n),
+    }
+    for (f, v) in h.iter() {
+        if parts != Parts::Values {
+            c.out.bulk(f);
+        }
+        if parts != Parts::Fields {
+            c.out.bulk(v);
+        }
+    }
+    Ok(())
+}
+
+fn hgetall(c: &mut Ctx) -> CmdResult {
+    reply_all(c, Parts::Both)
+}
+
+fn hkeys(c: &mut Ctx) -> CmdResult {
+    reply_all(c, Parts::Fields)
+}
+
+fn hvals(c: &mut Ctx) -> CmdResult {
+    reply_all(c, Parts::Values)
+}
+
+fn hexists(c: &mut Ctx) -> CmdResult {
+    let found = read(&mut c.store, &c.args[1])?.is_some_and(|h| h.contains(&c.args[2]));
+    c.out.int(i64::from(found));
+    Ok(())
+}
+
+fn hlen(c: &mut Ctx) -> CmdResult {
+    let n = read(&mut c.store, &c.args[1])?.map_or(0, HashValue::len);
+    c.out.int(n as i64);
+    Ok(())
+}
+
+fn hstrlen(c: &mut Ctx) -> CmdResult {
+    let n = read(&mut c.store, &c.args[1])?
+        .and_then(|h| h.get(&c.args[2]))
+        .map_or(0, <[u8]>::len);
+    c.out.int(n as i64);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- HRANDFIELD
+
+fn hrandfield(c: &mut Ctx) -> CmdResult {
+    if c.args.len() == 2 {
+        let mut rng = rand::thread_rng();
+        match read(&mut c.store, &c.args[1])?.and_then(|h| h.random(&mut rng)) {
+            Some((f, _)) => c.out.bulk(f),
+            None => c.out.null(),
+        }
+        return Ok(());
+    }
+    let count = parse_i64(&c.args[2])?;
+    if count == i64::MIN {
+        return Err(format!(
+            "ERR value is out of range, value must between {} and {}",
+            -i64::MAX,
+            i64::MAX
+        )
+        .into());
+    }
+    let withvalues = match c.args.len() {
+        3 => false,
+        4 if is(&c.args[3], "withvalues") => true,
+        _ => return Err(err::SYNTAX.into()),
+    };
+    if withvalues && !(-i64::MAX / 2..=i64::MAX / 2).contains(&count) {
+        return Err("ERR value is out of range".into());
+    }
+    let resp3 = c.out.resp3();
+    let Some(h) = read(&mut c.store, &c.args[1])? else {
+        c.out.array(0);
+        return Ok(());
+    };
+    let resp = Shape { withvalues, resp3 };
+    if count < 0 {
+        // Picks with repetition, streamed: the count may be huge.
+        let n = count.unsigned_abs() as usize;
+        let mut rng = rand::thread_rng();
+        resp.header(c.out, if h.is_empty() { 0 } else { n });
+        for _ in 0..n {
+            if let Some((f, v)) = h.random(&mut rng) {
+                resp.pair(c.out, f, v);
+            }
+        }
+        return Ok(());
+    }
+    let picks = pick_distinct(h, count as usize);
+    resp.header(c.out, picks.len());
+    for (f, v) in picks {
+        resp.pair(c.out, f, v);
+    }
+    Ok(())
+}
+
+/// How HRANDFIELD replies: RESP2 flattens pairs, RESP3 sends each pair as a
+/// 2-element array.
+struct Shape {
+    withvalues: bool,
+    resp3: bool,
+}
+
+impl Shape {
+    fn header(&self, out: &mut Reply, n: usize) {
+        out.array(if self.withvalues && !self.resp3 {
+            n * 2
+        } else {
+            n
+        });
+    }
+
+    fn pair(&self, out: &mut Reply, f: &[u8], v: &[u8]) {
+        if self.withvalues && self.resp3 {
+            out.array(2);
+        }
+        out.bulk(f);
+        if self.withvalues {
+            out.bulk(v);
+        }
+    }
+}
+
+/// HRANDFIELD's distinct selection: the whole hash when it is no bigger
+/// than `count`, in its own order, as Redis.
+fn pick_distinct(h: &HashValue, count: usize) -> Vec<(&[u8], &[u8])> {
+    let mut rng = rand::thread_rng();
+    let size = h.len();
+    if !h.is_listpack() && count.saturating_mul(3) < size {
+        // Few picks from a big table: draw until enough distinct fields,
+        // without walking the whole table (Redis's CASE 4).
+        let mut seen = std::collections::HashSet::with_capacity(count);
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            match h.random(&mut rng) {
+                Some((f, v)) if seen.insert(f) => out.push((f, v)),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        return out;
+    }
+    let mut all: Vec<(&[u8], &[u8])> = h.iter().collect();
+    if count >= all.len() {
+        return all;
+    }
+    // Keep a random `count` of them, in the hash's order (Redis does so for
+    // listpacks; for hashtables any order is as good).
+    let mut keep = vec![false; all.len()];
+    for i in rand::seq::index::sample(&mut rng, all.len(), count) {
+        keep[i] = true;
+    }
+    let mut i = 0;
+    all.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    all
+}
+
+// ---------------------------------------------------------------- HSCAN
+
+struct ScanOpts<'a> {
+    count: usize,
+    pattern: Option<&'a [u8]>,
+    novalues: bool,
+}
+
+fn parse_scan_opts(args: &[Bytes]) -> Result<ScanOpts<'_>, CmdError> {
+    let mut o = ScanOpts {
+        count: 10,
+        pattern: None,
+        novalues: false,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let has_value = i + 1 < args.len();
+        if is(&args[i], "count") && has_value {
+            let n = parse_i64(&args[i + 1])?;
+            if n < 1 {
+                return Err(err::SYNTAX.into());
+            }
+            o.count = usize::try_from(n).unwrap_or(usize::MAX);
+            i += 2;
+        } else if is(&args[i], "match") && has_value {
+            o.pattern = Some(&args[i + 1][..]).filter(|p| *p != b"*");
+            i += 2;
+        } else if is(&args[i], "novalues") {
+            o.novalues = true;
+            i += 1;
+        } else {
+            return Err(err::SYNTAX.into());
+        }
+    }
+    Ok(o)
+}
+
+fn hscan(c: &mut Ctx) -> CmdResult {
+    let cursor = parse_cursor(&c.args[2]).ok_or("ERR invalid cursor")?;
+    let Some(h) = read(&mut c.store, &c.args[1])? else {
+        c.out.array(2);
+        c.out.bulk(b"0");
+        c.out.array(0);
+        return Ok(());
+    };
+    let o = parse_scan_opts(&c.args[3..])?;
+    // Dict::scan lends each item only for the callback, so copy them out.
+    let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut cursor = cursor;
+    // As Redis: at most 10 * COUNT bucket steps, stop once COUNT matched.
+    let mut steps = o.count.saturating_mul(10);
+    loop {
+        cursor = h.scan(cursor, |f, v| {
+            if o.pattern.is_none_or(|p| glob_match(p, f, false)) {
+                found.push((f.to_vec(), v.to_vec()));
+            }
+        });
+        steps -= 1;
+        if cursor == 0 || steps == 0 || found.len() >= o.count {
+            break;
+        }
+    }
+    c.out.array(2);
+    c.out.bulk(itoa::Buffer::new().format(cursor).as_bytes());
+    c.out.array(if o.novalues {
+        found.len()
+    } else {
+        found.len() * 2
+    });
+    for (f, v) in found {
+        c.out.bulk(&f);
+        if !o.novalues {
+            c.out.bulk(&v);
+        }
+    }
+    Ok(())
+}
