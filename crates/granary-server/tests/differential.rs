@@ -633,7 +633,10 @@ fn gen_expire(g: &mut Gen, name: &str, ms: bool, absolute: bool) -> Args {
 }
 
 fn gen_unknown(g: &mut Gen) -> Args {
-    let name = g.pick(&["FOOBAR", "getx", "", "SET\x00", "x y", "ÿ", "\r\n"]);
+    // No NUL inside a name: Redis hashes the whole name but compares with
+    // strcasecmp, so whether "SET\0" runs SET depends on its random dict
+    // seed (two redis-servers disagree with each other).
+    let name = g.pick(&["FOOBAR", "getx", "", "x y", "ÿ", "\r\n"]);
     let mut a = cmd(name, &[]);
     if g.chance(0.2) {
         // Past the 128-byte echo limit, in multi-byte characters.
