@@ -184,6 +184,23 @@ impl Operands {
     }
 }
 
+/// Lifts the sets named by `keys`, runs `f` on them and puts them back —
+/// also if `f` panics (the dispatcher turns a panic into an error reply;
+/// the sets must not be left empty behind it).
+fn with_operands<R>(
+    store: &mut Store,
+    keys: &[Bytes],
+    f: impl FnOnce(&Operands) -> R,
+) -> Result<R, CmdError> {
+    let ops = Operands::lift(store, keys)?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&ops)));
+    ops.restore(store);
+    match result {
+        Ok(r) => Ok(r),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 // ------------------------------------------------------------- commands
 
 fn sadd(c: &mut Ctx) -> CmdResult {
@@ -501,6 +518,7 @@ fn smove(c: &mut Ctx) -> CmdResult {
 // ---------------------------------------------------------- intersection
 
 /// What SINTER's walk produces.
+#[derive(Clone, Copy)]
 enum InterMode<'k> {
     Reply,
     Card { limit: usize },
@@ -557,73 +575,77 @@ fn sintercard(c: &mut Ctx) -> CmdResult {
 /// SINTER, SMEMBERS-like single-key reads, SINTERSTORE and SINTERCARD
 /// (Redis's sinterGenericCommand): walk the smallest set, probe the others.
 fn sinter_generic(c: &mut Ctx, keys: &[Bytes], mode: InterMode) -> CmdResult {
-    let ops = Operands::lift(&mut c.store, keys)?;
-    if ops.at.iter().any(Option::is_none) {
-        // An intersection with an empty set is empty.
-        ops.restore(&mut c.store);
+    let lim = limits(c);
+    let out = &mut *c.out;
+    // Computes the reply (or the set to store) with the operands lifted.
+    let stored = with_operands(&mut c.store, keys, |ops| -> Option<SetValue> {
+        if ops.at.iter().any(Option::is_none) {
+            // An intersection with an empty set is empty.
+            match mode {
+                InterMode::Reply => out.set(0),
+                InterMode::Card { .. } => out.int(0),
+                InterMode::Store { .. } => {}
+            }
+            return None;
+        }
+        // Smallest first; a stable sort, so equal sizes keep argument order.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| ops.len_of(i));
+        let first = order[0];
+        let walked = ops.get(first)?;
+        let others: Vec<&SetValue> = order[1..]
+            .iter()
+            .filter(|&&j| !ops.same(j, first))
+            .filter_map(|&j| ops.get(j))
+            .collect();
+        let common = walked
+            .iter()
+            .filter(|e| others.iter().all(|s| s.contains_elem(*e)));
         match mode {
-            InterMode::Reply => c.out.set(0),
-            InterMode::Card { .. } => c.out.int(0),
-            InterMode::Store { dst } => {
+            InterMode::Card { limit } => {
+                let n = if limit > 0 {
+                    common.take(limit).count()
+                } else {
+                    common.count()
+                };
+                out.int(n as i64);
+                None
+            }
+            InterMode::Reply => {
+                let found: Vec<Elem> = common.collect();
+                out.set(found.len());
+                for e in found {
+                    reply_elem(out, e);
+                }
+                None
+            }
+            InterMode::Store { .. } => {
+                // Redis starts from an intset when the walked set is one, else
+                // from a listpack, and makes an intset of an all-integer result.
+                let mut result = if walked.encoding() == "intset" {
+                    SetValue::new_intset()
+                } else {
+                    SetValue::new_listpack()
+                };
+                let mut only_ints = true;
+                for e in common {
+                    only_ints = only_ints && e.as_int().is_some();
+                    result.add_elem(e, &lim);
+                }
+                if only_ints {
+                    result.convert_to_intset_if_fits(&lim);
+                }
+                Some(result)
+            }
+        }
+    })?;
+    if let InterMode::Store { dst } = mode {
+        match stored {
+            Some(result) => store_result(c, dst, result),
+            None => {
                 c.store.remove(dst);
                 c.out.int(0);
             }
-        }
-        return Ok(());
-    }
-    // Smallest first; a stable sort, so equal sizes keep argument order.
-    let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_by_key(|&i| ops.len_of(i));
-    let first = order[0];
-    let Some(walked) = ops.get(first) else {
-        ops.restore(&mut c.store);
-        return Ok(());
-    };
-    let others: Vec<&SetValue> = order[1..]
-        .iter()
-        .filter(|&&j| !ops.same(j, first))
-        .filter_map(|&j| ops.get(j))
-        .collect();
-    let common = walked
-        .iter()
-        .filter(|e| others.iter().all(|s| s.contains_elem(*e)));
-    match mode {
-        InterMode::Card { limit } => {
-            let n = if limit > 0 {
-                common.take(limit).count()
-            } else {
-                common.count()
-            };
-            c.out.int(n as i64);
-            ops.restore(&mut c.store);
-        }
-        InterMode::Reply => {
-            let found: Vec<Elem> = common.collect();
-            c.out.set(found.len());
-            for e in found {
-                reply_elem(c.out, e);
-            }
-            ops.restore(&mut c.store);
-        }
-        InterMode::Store { dst } => {
-            let lim = limits(c);
-            // Redis starts from an intset when the walked set is one, else
-            // from a listpack, and makes an intset of an all-integer result.
-            let mut result = if walked.encoding() == "intset" {
-                SetValue::new_intset()
-            } else {
-                SetValue::new_listpack()
-            };
-            let mut only_ints = true;
-            for e in common {
-                only_ints = only_ints && e.as_int().is_some();
-                result.add_elem(e, &lim);
-            }
-            if only_ints {
-                result.convert_to_intset_if_fits(&lim);
-            }
-            ops.restore(&mut c.store);
-            store_result(c, dst, result);
         }
     }
     Ok(())
@@ -655,22 +677,23 @@ fn sdiffstore(c: &mut Ctx) -> CmdResult {
 /// The result is built in a fresh set that starts as an intset, so its
 /// encoding and its order follow the usual conversion rules.
 fn sunion_diff(c: &mut Ctx, keys: &[Bytes], dst: Option<&Bytes>, diff: bool) -> CmdResult {
-    let ops = Operands::lift(&mut c.store, keys)?;
     let lim = limits(c);
-    let mut result = SetValue::new_intset();
-    if !diff {
-        for i in 0..keys.len() {
-            for e in ops.get(i).into_iter().flat_map(|s| s.iter()) {
-                result.add_elem(e, &lim);
+    let result = with_operands(&mut c.store, keys, |ops| {
+        let mut result = SetValue::new_intset();
+        if !diff {
+            for i in 0..keys.len() {
+                for e in ops.get(i).into_iter().flat_map(|s| s.iter()) {
+                    result.add_elem(e, &lim);
+                }
+            }
+        } else if let Some(first) = ops.get(0) {
+            let same_set = (1..keys.len()).any(|j| ops.same(0, j));
+            if !same_set {
+                diff_into(ops, first, &mut result, &lim);
             }
         }
-    } else if let Some(first) = ops.get(0) {
-        let same_set = (1..keys.len()).any(|j| ops.same(0, j));
-        if !same_set {
-            diff_into(&ops, first, &mut result, &lim);
-        }
-    }
-    ops.restore(&mut c.store);
+        result
+    })?;
     match dst {
         Some(dst) => store_result(c, dst, result),
         None => reply_members(c.out, &result),
