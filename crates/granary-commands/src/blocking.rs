@@ -17,13 +17,15 @@
 //!
 //! The registry is process-wide: one server runs per process.
 
+use crate::ctx::CmdError;
+use crate::util::parse_f64_opt;
 use bytes::Bytes;
 use granary_keyspace::{hash_bytes, shard_of, SHARDS};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// One blocked client.
@@ -173,5 +175,42 @@ fn signal_slow(db: usize, key: &[u8], len: usize) {
         for w in q.iter().take(len) {
             w.notify.notify_one();
         }
+    }
+}
+
+/// Redis's getTimeoutFromObjectOrReply in seconds, for every blocking
+/// command: the deadline, or None for 0 (wait forever).
+pub fn parse_timeout(arg: &[u8], now_ms: u64) -> Result<Option<Instant>, CmdError> {
+    let secs = parse_f64_opt(arg).ok_or("ERR timeout is not a float or out of range")?;
+    let ms = secs * 1000.0;
+    if ms > i64::MAX as f64 {
+        return Err("ERR timeout is out of range".into());
+    }
+    let ms = ms.ceil() as i64;
+    if ms < 0 {
+        return Err("ERR timeout is negative".into());
+    }
+    if ms == 0 {
+        return Ok(None);
+    }
+    if ms > i64::MAX - now_ms as i64 {
+        return Err("ERR timeout is out of range".into());
+    }
+    // Past what Instant can hold is as good as forever.
+    Ok(Instant::now().checked_add(Duration::from_millis(ms as u64)))
+}
+
+/// A blocked client may take from a key only while it is the key's first
+/// waiter (first blocked, first served); a new client takes what it finds.
+pub fn may_take(me: Option<&Arc<Waiter>>, key: &[u8]) -> bool {
+    me.is_none_or(|w| is_first(w, key))
+}
+
+/// After a blocked client took from `key` (`remaining` elements left): it
+/// leaves the queues and the next waiters get their turn.
+pub fn served(me: Option<&Arc<Waiter>>, db: usize, key: &[u8], remaining: usize) {
+    if let Some(w) = me {
+        unregister(w.client);
+        signal(db, key, remaining);
     }
 }

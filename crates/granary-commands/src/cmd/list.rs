@@ -1,16 +1,16 @@
 //! List commands (Redis's t_list.c).
 
-use crate::blocking::{self, Waiter};
+use crate::blocking::{self, may_take, parse_timeout, served, Waiter};
 use crate::ctx::{err, Action, CmdError, CmdResult, Ctx, Store};
 use crate::table::{flag::*, Keys, Spec};
-use crate::util::{is, parse_f64_opt, parse_i64};
+use crate::util::{is, parse_i64};
 use bytes::Bytes;
 use granary_keyspace::types::ListValue;
 use granary_keyspace::{canonical_i64, StrValue, Value};
 use granary_protocol::Reply;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const G: &str = "list";
 const K1: Keys = Keys::Range(1, 1, 1);
@@ -673,43 +673,6 @@ fn lmpop(c: &mut Ctx) -> CmdResult {
 }
 
 // ---------------------------------------------------------------- blocking
-
-/// Redis's getTimeoutFromObjectOrReply in seconds: the deadline, or None
-/// for 0 (wait forever).
-fn parse_timeout(arg: &[u8], now_ms: u64) -> Result<Option<Instant>, CmdError> {
-    let secs = parse_f64_opt(arg).ok_or("ERR timeout is not a float or out of range")?;
-    let ms = secs * 1000.0;
-    if ms > i64::MAX as f64 {
-        return Err("ERR timeout is out of range".into());
-    }
-    let ms = ms.ceil() as i64;
-    if ms < 0 {
-        return Err("ERR timeout is negative".into());
-    }
-    if ms == 0 {
-        return Ok(None);
-    }
-    if ms > i64::MAX - now_ms as i64 {
-        return Err("ERR timeout is out of range".into());
-    }
-    // Past what Instant can hold is as good as forever.
-    Ok(Instant::now().checked_add(Duration::from_millis(ms as u64)))
-}
-
-/// A blocked client may take from a key only while it is the key's first
-/// waiter (first blocked, first served); a new client takes what it finds.
-fn may_take(me: Option<&Arc<Waiter>>, key: &[u8]) -> bool {
-    me.is_none_or(|w| blocking::is_first(w, key))
-}
-
-/// After a blocked client took from `key` (`remaining` elements left): it
-/// leaves the queues and the next waiters get their turn.
-fn served(me: Option<&Arc<Waiter>>, db: usize, key: &[u8], remaining: usize) {
-    if let Some(w) = me {
-        blocking::unregister(w.client);
-        blocking::signal(db, key, remaining);
-    }
-}
 
 /// Nothing to take: inside EXEC reply null at once (a null array, or a
 /// null bulk for BLMOVE), else register (first run) and ask the connection

@@ -1,11 +1,11 @@
 //! Sorted-set commands (Redis's t_zset.c).
 
-use crate::blocking::{self, Waiter};
+use crate::blocking::{self, may_take, parse_timeout, served, Waiter};
 use crate::cmd::keys::parse_cursor;
 use crate::ctx::{err, Action, CmdError, CmdResult, Ctx, Store};
 use crate::glob::glob_match;
 use crate::table::{flag::*, Keys, Spec};
-use crate::util::{is, parse_f64_opt, parse_i64, parse_i64_opt};
+use crate::util::{is, parse_i64, parse_i64_opt};
 use bytes::Bytes;
 use granary_keyspace::types::zset::{cmp_pair, Limits, ZSetValue};
 use granary_keyspace::Value;
@@ -14,7 +14,7 @@ use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const G: &str = "sorted_set";
 const K1: Keys = Keys::Range(1, 1, 1);
@@ -1009,40 +1009,6 @@ fn zmpop(c: &mut Ctx) -> CmdResult {
 // blocking.rs): nothing to pop registers the client and returns
 // Action::Block; the connection re-runs the command when woken, and a
 // re-run takes from a key only as that key's first waiter.
-
-/// Redis's getTimeoutFromObjectOrReply in seconds: the deadline, or None
-/// for 0 (wait forever).
-fn parse_timeout(arg: &[u8], now_ms: u64) -> Result<Option<Instant>, CmdError> {
-    let secs = parse_f64_opt(arg).ok_or("ERR timeout is not a float or out of range")?;
-    let ms = secs * 1000.0;
-    if ms > i64::MAX as f64 {
-        return Err("ERR timeout is out of range".into());
-    }
-    let ms = ms.ceil() as i64;
-    if ms < 0 {
-        return Err("ERR timeout is negative".into());
-    }
-    if ms == 0 {
-        return Ok(None);
-    }
-    if ms > i64::MAX - now_ms as i64 {
-        return Err("ERR timeout is out of range".into());
-    }
-    Ok(Instant::now().checked_add(Duration::from_millis(ms as u64)))
-}
-
-fn may_take(me: Option<&Arc<Waiter>>, key: &[u8]) -> bool {
-    me.is_none_or(|w| blocking::is_first(w, key))
-}
-
-/// A blocked client was served from `key`: it leaves the queues and the
-/// next waiters get their turn.
-fn served(me: Option<&Arc<Waiter>>, db: usize, key: &[u8], remaining: usize) {
-    if let Some(w) = me {
-        blocking::unregister(w.client);
-        blocking::signal(db, key, remaining);
-    }
-}
 
 /// Nothing to pop: inside EXEC reply a null array at once, else register
 /// (first run) and ask the connection to wait.
