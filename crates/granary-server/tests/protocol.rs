@@ -221,14 +221,7 @@ fn malformed_input_gets_redis_error_and_close() {
         let want = exchange(&r, &input);
         assert!(want.1, "redis did not close on {}", show(&input));
         if got != want {
-            failures.push(format!(
-                "input {}\n  granary: {} closed={}\n  redis:   {} closed={}",
-                show(&input),
-                show(&got.0),
-                got.1,
-                show(&want.0),
-                want.1
-            ));
+            failures.push(difference(&input, &got, &want));
         }
         g.assert_alive();
     }
@@ -527,6 +520,18 @@ fn garbage_fuzz_never_kills_the_server() {
     server.assert_alive();
 }
 
+/// One input on which the servers' output (and whether they closed) differ.
+fn difference(input: &[u8], got: &(Vec<u8>, bool), want: &(Vec<u8>, bool)) -> String {
+    format!(
+        "input {}\n  granary: {} closed={}\n  redis:   {} closed={}",
+        show(input),
+        show(&got.0),
+        got.1,
+        show(&want.0),
+        want.1
+    )
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -558,14 +563,7 @@ fn garbage_fuzz_matches_redis() {
         }
         differences += usize::from(got != want);
         if got != want && failures.len() < 10 {
-            failures.push(format!(
-                "case {i}: input {}\n  granary: {} closed={}\n  redis:   {} closed={}",
-                show(&input),
-                show(&got.0),
-                got.1,
-                show(&want.0),
-                want.1
-            ));
+            failures.push(format!("case {i}: {}", difference(&input, &got, &want)));
         }
     }
     g.assert_alive();

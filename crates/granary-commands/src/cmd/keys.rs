@@ -129,8 +129,10 @@ fn delete_keys(c: &mut Ctx, lazy: bool) -> CmdResult {
     Ok(())
 }
 
-fn exists(c: &mut Ctx) -> CmdResult {
-    c.store.no_touch = true;
+/// EXISTS and TOUCH: how many of the keys (repeats counted) exist; only
+/// TOUCH updates their access time.
+fn count_existing(c: &mut Ctx, touch: bool) -> CmdResult {
+    c.store.no_touch = !touch;
     let n = c.args[1..]
         .iter()
         .filter(|k| c.store.read(k).is_some())
@@ -139,13 +141,12 @@ fn exists(c: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
+fn exists(c: &mut Ctx) -> CmdResult {
+    count_existing(c, false)
+}
+
 fn touch(c: &mut Ctx) -> CmdResult {
-    let n = c.args[1..]
-        .iter()
-        .filter(|k| c.store.read(k).is_some())
-        .count();
-    c.out.int(n as i64);
-    Ok(())
+    count_existing(c, true)
 }
 
 fn type_cmd(c: &mut Ctx) -> CmdResult {
