@@ -7,7 +7,11 @@
 //! wakes as many waiters as the list now holds; a woken client may take
 //! from a key only while it is the first waiter of that key, so clients are
 //! served first blocked, first served. A served, timed-out or disconnected
-//! client leaves every queue and wakes the next waiters. Only the waiting
+//! client leaves every queue and wakes the next waiters. CLIENT UNBLOCK
+//! ends a wait from another connection: each waiter's `state` leaves
+//! WAITING once, so being served, the deadline and CLIENT UNBLOCK cannot
+//! both claim it (CLIENT UNBLOCK replies 1 only if the client then gets
+//! the timeout reply or the UNBLOCKED error). Only the waiting
 //! task itself ever pops for its client, so a client killed while blocked
 //! cannot lose an element.
 //!
@@ -23,7 +27,7 @@ use bytes::Bytes;
 use granary_keyspace::{hash_bytes, shard_of, SHARDS};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -37,6 +41,55 @@ pub struct Waiter {
     /// When it gives up (None: never); kept across re-runs.
     pub deadline: Option<Instant>,
     pub notify: Notify,
+    /// WAITING, TAKING, or how the wait ended without an element (see
+    /// `Ending`). Moves away from WAITING exactly once, so CLIENT UNBLOCK,
+    /// the deadline and a key being served cannot both claim the client.
+    state: AtomicU8,
+}
+
+const WAITING: u8 = 0;
+/// It is taking from a key: nothing can unblock it any more.
+const TAKING: u8 = 1;
+const TIMED_OUT: u8 = 2;
+const UNBLOCKED_ERROR: u8 = 3;
+
+/// How a wait ended without an element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The deadline passed, or CLIENT UNBLOCK [TIMEOUT]: the timeout reply.
+    Timeout,
+    /// CLIENT UNBLOCK ERROR.
+    Error,
+}
+
+impl Ending {
+    /// The error CLIENT UNBLOCK ERROR makes the blocked command reply.
+    pub const ERROR_TEXT: &'static str = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+}
+
+impl Waiter {
+    /// Claims the client for `to`; false if something else ended the wait.
+    fn claim(&self, to: u8) -> bool {
+        self.state
+            .compare_exchange(WAITING, to, Relaxed, Relaxed)
+            .is_ok()
+    }
+
+    /// How the wait ended, if CLIENT UNBLOCK (or the deadline) ended it.
+    pub fn ended(&self) -> Option<Ending> {
+        match self.state.load(Relaxed) {
+            TIMED_OUT => Some(Ending::Timeout),
+            UNBLOCKED_ERROR => Some(Ending::Error),
+            _ => None,
+        }
+    }
+
+    /// The deadline passed: ends the wait with a timeout, unless CLIENT
+    /// UNBLOCK got there first (then its ending wins).
+    pub fn time_out(&self) -> Ending {
+        self.claim(TIMED_OUT);
+        self.ended().unwrap_or(Ending::Timeout)
+    }
 }
 
 impl std::fmt::Debug for Waiter {
@@ -104,6 +157,7 @@ pub fn block(client: u64, db: usize, keys: &[Bytes], deadline: Option<Instant>) 
         keys: distinct,
         deadline,
         notify: Notify::new(),
+        state: AtomicU8::new(WAITING),
     });
     if let Some(old) = REGISTRY.clients.lock().insert(client, w.clone()) {
         leave(&old);
@@ -201,9 +255,66 @@ pub fn parse_timeout(arg: &[u8], now_ms: u64) -> Result<Option<Instant>, CmdErro
 }
 
 /// A blocked client may take from a key only while it is the key's first
-/// waiter (first blocked, first served); a new client takes what it finds.
+/// waiter (first blocked, first served) and nothing has unblocked it; a new
+/// client takes what it finds. True means the caller takes now.
 pub fn may_take(me: Option<&Arc<Waiter>>, key: &[u8]) -> bool {
-    me.is_none_or(|w| is_first(w, key))
+    me.is_none_or(|w| is_first(w, key) && w.claim(TAKING))
+}
+
+/// CLIENT UNBLOCK: ends the wait of `client` if it is blocked (with the
+/// timeout reply, or the UNBLOCKED error when `error`). Its own connection
+/// replies and leaves the queues. False if it is not blocked.
+pub fn unblock(client: u64, error: bool) -> bool {
+    let Some(w) = current(client) else {
+        return false;
+    };
+    let claimed = w.claim(if error { UNBLOCKED_ERROR } else { TIMED_OUT });
+    if claimed {
+        w.notify.notify_one();
+    }
+    claimed
+}
+
+/// Whether `client` is blocked now (CLIENT LIST flag `b`).
+pub fn is_blocked(client: u64) -> bool {
+    current(client).is_some()
+}
+
+/// Distinct keys clients are blocked on, over all databases (INFO
+/// total_blocking_keys).
+pub fn blocking_keys() -> usize {
+    if REGISTRY.active.load(Relaxed) == 0 {
+        return 0;
+    }
+    REGISTRY.parts.iter().map(|p| p.lock().len()).sum()
+}
+
+/// Blocked clients that have a deadline (INFO clients_in_timeout_table).
+pub fn clients_with_timeout() -> usize {
+    if REGISTRY.active.load(Relaxed) == 0 {
+        return 0;
+    }
+    let clients = REGISTRY.clients.lock();
+    clients.values().filter(|w| w.deadline.is_some()).count()
+}
+
+/// The keys clients are blocked on in `db` (SWAPDB re-checks them, as
+/// Redis's scanDatabaseForReadyKeys).
+pub fn keys_in_db(db: usize) -> Vec<Bytes> {
+    if REGISTRY.active.load(Relaxed) == 0 {
+        return Vec::new();
+    }
+    let mut keys = Vec::new();
+    for p in REGISTRY.parts.iter() {
+        let queues = p.lock();
+        keys.extend(
+            queues
+                .keys()
+                .filter(|(d, _)| *d == db)
+                .map(|(_, k)| k.clone()),
+        );
+    }
+    keys
 }
 
 /// After a blocked client took from `key` (`remaining` elements left): it

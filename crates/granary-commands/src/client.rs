@@ -7,7 +7,9 @@ use crate::watch::{Watched, Watches};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -16,6 +18,8 @@ pub struct ClientInfo {
     pub id: u64,
     pub addr: String,
     pub laddr: String,
+    /// The socket's file descriptor (CLIENT LIST fd=), -1 until known.
+    pub fd: AtomicI32,
     pub created_ms: u64,
     pub name: Mutex<Option<String>>,
     pub lib_name: Mutex<Option<String>>,
@@ -49,6 +53,7 @@ impl ClientInfo {
             id,
             addr,
             laddr,
+            fd: AtomicI32::new(-1),
             created_ms: now_ms,
             name: Mutex::new(None),
             lib_name: Mutex::new(None),

@@ -151,6 +151,7 @@ pub static PARAMS: &[Param] = &[
         Kind::Int(-5, i32::MAX as i64),
     ),
     p("list-compress-depth", "0", Kind::Int(0, i32::MAX as i64)),
+    p("hll-sparse-max-bytes", "3000", Kind::Memory(0, MAXI)),
     p("stream-node-max-bytes", "4096", Kind::Memory(0, MAXI)),
     p("stream-node-max-entries", "100", Kind::Int(0, MAXI)),
     p("lazyfree-lazy-eviction", "no", YESNO),
@@ -368,6 +369,7 @@ pub struct Hot {
     pub zset_max_listpack_entries: AtomicI64,
     pub zset_max_listpack_value: AtomicI64,
     pub list_max_listpack_size: AtomicI64,
+    pub hll_sparse_max_bytes: AtomicI64,
 }
 
 pub struct Config {
@@ -467,6 +469,7 @@ impl Config {
             "zset-max-listpack-entries" => h.zset_max_listpack_entries.store(int(), Relaxed),
             "zset-max-listpack-value" => h.zset_max_listpack_value.store(int(), Relaxed),
             "list-max-listpack-size" => h.list_max_listpack_size.store(int(), Relaxed),
+            "hll-sparse-max-bytes" => h.hll_sparse_max_bytes.store(int(), Relaxed),
             _ => {}
         }
     }

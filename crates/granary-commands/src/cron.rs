@@ -64,9 +64,15 @@ fn expire_pass(s: &Server) -> bool {
         let now = now_ms();
         let mut shard = s.keyspace.lock_shard(i);
         let mut expired = 0;
-        for db in shard.dbs.iter_mut() {
+        for (dbi, db) in shard.dbs.iter_mut().enumerate() {
             if db.volatile() > 0 {
                 more |= db.expire_due(now, EXPIRE_BATCH, |_| expired += 1);
+            }
+            if db.has_hash_ttls() {
+                // Hash fields with a TTL that nobody reads (HEXPIRE & co.).
+                more |= db.expire_hash_fields_due(now, EXPIRE_BATCH, |key, _| {
+                    crate::ctx::notify_modified(s, dbi, key)
+                });
             }
         }
         drop(shard);

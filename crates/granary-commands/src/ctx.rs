@@ -211,10 +211,15 @@ impl<'a> Store<'a> {
         let clock = self.clock();
         let server = self.server;
         let mut expired = 0;
+        let mut fields = 0;
         let db = self.db_of(dbi, h);
-        let e = db.get_mut(h, key, now, &mut expired);
+        let e = db.lookup(h, key, now, &mut expired, &mut fields);
         if expired > 0 {
             server.stats.expired_keys.fetch_add(expired, Relaxed);
+        }
+        if fields > 0 {
+            // Hash fields whose TTL passed were deleted (maybe the key).
+            notify_modified(server, dbi, key);
         }
         let e = e?;
         if touch {
@@ -333,10 +338,24 @@ impl<'a> Store<'a> {
     /// keyspace notifications and write-behind attach.
     #[inline]
     pub fn modified(&mut self, db: usize, key: &[u8]) {
-        self.server.dirty.fetch_add(1, Relaxed);
-        // One relaxed load unless some client WATCHes a key.
-        self.server.clients.watches.touch(db, key);
+        notify_modified(self.server, db, key);
     }
+
+    /// Registers the hash at `key` for active field expiry after one of
+    /// its fields got a TTL (HEXPIRE & co.).
+    pub fn index_hash_ttls(&mut self, key: &[u8]) {
+        let h = self.hash(key);
+        let dbi = self.db;
+        self.db_of(dbi, h).index_hash_ttls(h, key);
+    }
+}
+
+/// `Store::modified` for callers that hold a borrow of the store.
+#[inline]
+pub fn notify_modified(server: &Server, db: usize, key: &[u8]) {
+    server.dirty.fetch_add(1, Relaxed);
+    // One relaxed load unless some client WATCHes a key.
+    server.clients.watches.touch(db, key);
 }
 
 // keys helpers

@@ -25,6 +25,8 @@ pub mod flag {
     pub const MAY_REPLICATE: u32 = 1 << 12;
     pub const NO_MULTI: u32 = 1 << 13;
     pub const ALLOW_BUSY: u32 = 1 << 14;
+    pub const SKIP_SLOWLOG: u32 = 1 << 15;
+    pub const NO_MANDATORY_KEYS: u32 = 1 << 16;
     /// Granary: the handler needs every shard locked (whole-keyspace commands).
     pub const ALL_SHARDS: u32 = 1 << 20;
 
@@ -39,9 +41,11 @@ pub mod flag {
         (LOADING, "loading"),
         (STALE, "stale"),
         (SKIP_MONITOR, "skip_monitor"),
+        (SKIP_SLOWLOG, "skip_slowlog"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
-        (MAY_REPLICATE, "may_replicate"),
+        // Redis hides may_replicate from COMMAND INFO.
+        (NO_MANDATORY_KEYS, "no_mandatory_keys"),
         (NO_MULTI, "no_multi"),
         (ALLOW_BUSY, "allow_busy"),
     ];

@@ -44,12 +44,15 @@ impl std::fmt::Debug for Key {
 
 /// A string value, in Redis's three encodings: `int` (a canonical decimal
 /// that fits i64), short inline bytes (`embstr`), or shared heap bytes
-/// (`raw`), which large GETs send without copying.
+/// (`embstr` up to 44 bytes, else `raw`), which large GETs send without
+/// copying. `Raw` is heap bytes that are `raw` whatever their length: what
+/// APPEND and SETRANGE build (Redis modifies a private raw copy).
 #[derive(Clone, PartialEq, Eq)]
 pub enum StrValue {
     Int(i64),
     Inline { len: u8, data: [u8; INLINE] },
     Heap(Box<Bytes>),
+    Raw(Box<Bytes>),
 }
 
 /// Longest string Redis stores as `embstr`.
@@ -98,7 +101,7 @@ impl StrValue {
         match self {
             StrValue::Int(i) => itoa::Buffer::new().format(*i).len(),
             StrValue::Inline { len, .. } => *len as usize,
-            StrValue::Heap(b) => b.len(),
+            StrValue::Heap(b) | StrValue::Raw(b) => b.len(),
         }
     }
 
@@ -111,7 +114,7 @@ impl StrValue {
         match self {
             StrValue::Int(i) => scratch.format(*i).as_bytes(),
             StrValue::Inline { len, data } => &data[..*len as usize],
-            StrValue::Heap(b) => b,
+            StrValue::Heap(b) | StrValue::Raw(b) => b,
         }
     }
 
@@ -122,7 +125,7 @@ impl StrValue {
     /// As shared bytes (zero-copy for heap values).
     pub fn to_bytes(&self) -> Bytes {
         match self {
-            StrValue::Heap(b) => (**b).clone(),
+            StrValue::Heap(b) | StrValue::Raw(b) => (**b).clone(),
             other => Bytes::copy_from_slice(other.bytes(&mut itoa::Buffer::new())),
         }
     }
@@ -137,6 +140,7 @@ impl StrValue {
     pub fn encoding(&self) -> &'static str {
         match self {
             StrValue::Int(_) => "int",
+            StrValue::Raw(_) => "raw",
             s if s.len() <= EMBSTR_MAX => "embstr",
             _ => "raw",
         }

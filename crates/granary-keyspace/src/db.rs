@@ -23,6 +23,14 @@ pub struct Db {
     expiry: ExpiryIndex,
     /// Exact expire times too late for the 48-bit field (rare).
     far: HashMap<Box<[u8]>, u64>,
+    /// Hashes with field TTLs, by earliest field deadline, for active
+    /// field expiry. An entry is live while the hash's registered deadline
+    /// (`HashValue::indexed_at`) equals it; others are skipped when popped.
+    hfe: BinaryHeap<Reverse<(u64, Box<[u8]>)>>,
+    /// Live entries of `hfe` at its last compaction; it is compacted when
+    /// it grows to 4 times that, so stale entries (deleted keys, moved
+    /// deadlines) cost amortized O(1) and memory stays bounded.
+    hfe_live: usize,
 }
 
 /// Outcome of looking a key up.
@@ -53,13 +61,158 @@ impl Db {
         now: u64,
         expired: &mut u64,
     ) -> Option<&mut Entry> {
-        let deadline = self.dict.get_mut(hash, key).map(|e| e.expire_field())?;
+        self.lookup(hash, key, now, expired, &mut 0)
+    }
+
+    /// `get_mut` that also deletes the hash fields whose TTL is due
+    /// (counted in `fields`), and the hash if that empties it.
+    pub fn lookup(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: u64,
+        expired: &mut u64,
+        fields: &mut u64,
+    ) -> Option<&mut Entry> {
+        let (deadline, fields_due) = self
+            .dict
+            .get_mut(hash, key)
+            .map(|e| (e.expire_field(), hash_fields_due(&e.value, now)))?;
         if deadline != 0 && self.resolve_expire(key, deadline) <= now {
             self.remove(hash, key);
             *expired += 1;
             return None;
         }
+        if fields_due {
+            let (n, emptied) = self.expire_hash_fields(hash, key, now, usize::MAX);
+            *fields += n as u64;
+            if emptied {
+                return None;
+            }
+        }
         self.dict.get_mut(hash, key)
+    }
+
+    /// Deletes up to `max` due fields of the hash at `key`, and the key if
+    /// no field is left: (fields deleted, key deleted).
+    fn expire_hash_fields(&mut self, hash: u64, key: &[u8], now: u64, max: usize) -> (usize, bool) {
+        let Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) = self.dict.get_mut(hash, key)
+        else {
+            return (0, false);
+        };
+        let n = h.expire_fields(now, max);
+        if h.is_empty() {
+            self.remove(hash, key);
+            return (n, true);
+        }
+        (n, false)
+    }
+
+    /// Registers the hash at `key` in the index of hashes with field TTLs
+    /// if its earliest deadline moved earlier (call after giving a field a
+    /// TTL).
+    pub fn index_hash_ttls(&mut self, hash: u64, key: &[u8]) {
+        if let Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) = self.dict.get_mut(hash, key)
+        {
+            if let Some(when) = h.take_index_update() {
+                self.push_hfe(when, key);
+            }
+        }
+    }
+
+    fn push_hfe(&mut self, when: u64, key: &[u8]) {
+        self.hfe.push(Reverse((when, key.into())));
+        if self.hfe.len() > 4 * self.hfe_live.max(256) {
+            self.compact_hfe();
+        }
+    }
+
+    /// Drops the stale entries of the field-TTL index.
+    fn compact_hfe(&mut self) {
+        let dict = &self.dict;
+        let mut seen = std::collections::HashSet::new();
+        let live: Vec<_> = std::mem::take(&mut self.hfe)
+            .into_vec()
+            .into_iter()
+            .filter(|Reverse((when, key))| {
+                hash_indexed_at(dict, key, *when) && seen.insert((*when, key.clone()))
+            })
+            .collect();
+        self.hfe_live = live.len();
+        self.hfe = live.into();
+    }
+
+    /// Number of hashes with at least one field TTL (INFO keyspace's
+    /// `subexpiry=`). Walks the index, so O(its size): for INFO, not for
+    /// hot paths.
+    pub fn hashes_with_field_ttls(&self) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        for Reverse((when, key)) in self.hfe.iter() {
+            if hash_indexed_at(&self.dict, key, *when) {
+                seen.insert(&key[..]);
+            }
+        }
+        seen.len()
+    }
+
+    /// Whether some hash has field TTLs registered for active expiry.
+    pub fn has_hash_ttls(&self) -> bool {
+        !self.hfe.is_empty()
+    }
+
+    /// Active field expiry: deletes up to `budget` due hash fields (and the
+    /// hashes they empty), calling `on_change` with each key changed.
+    /// Returns true if more may be due.
+    pub fn expire_hash_fields_due(
+        &mut self,
+        now: u64,
+        budget: usize,
+        mut on_change: impl FnMut(&[u8], usize),
+    ) -> bool {
+        let mut done = 0;
+        while let Some(Reverse((when, _))) = self.hfe.peek() {
+            if *when > now {
+                return false;
+            }
+            if done >= budget {
+                return true;
+            }
+            let Some(Reverse((when, key))) = self.hfe.pop() else {
+                break;
+            };
+            let hash = hash_bytes(&key);
+            let live = matches!(self.dict.get(hash, &key),
+                Some(Entry { value: Value::Hash(h), .. }) if h.indexed_at() == when);
+            if !live {
+                // Stale (TTLs changed, key gone or moved): cheap, but
+                // counted so one call stays bounded.
+                done += 1;
+                continue;
+            }
+            let (n, emptied) = self.expire_hash_fields(hash, &key, now, budget - done);
+            done += n.max(1);
+            if !emptied {
+                if let Some(Entry {
+                    value: Value::Hash(h),
+                    ..
+                }) = self.dict.get_mut(hash, &key)
+                {
+                    if let Some(next) = h.reindex() {
+                        self.hfe.push(Reverse((next, key.clone())));
+                    }
+                }
+            }
+            if n > 0 {
+                on_change(&key, n);
+            }
+        }
+        false
     }
 
     /// Like get_mut but never deletes (for reads that must not write, such
@@ -69,6 +222,12 @@ impl Db {
         let f = e.expire_field();
         if f != 0 && self.resolve_expire(key, f) <= now {
             return None;
+        }
+        // A hash whose fields have all expired is gone too.
+        if let Value::Hash(h) = &e.value {
+            if h.fields_due(now) && h.live_len(now) == 0 {
+                return None;
+            }
         }
         Some(e)
     }
@@ -125,7 +284,22 @@ impl Db {
         if let Some(when) = expire {
             self.set_expire(hash, key, Some(when));
         }
+        self.index_moved_hash(hash, key);
         old
+    }
+
+    /// A hash stored whole (RENAME, MOVE, COPY, RESTORE) keeps its field
+    /// TTLs: register it under its new key.
+    fn index_moved_hash(&mut self, hash: u64, key: &[u8]) {
+        if let Some(Entry {
+            value: Value::Hash(h),
+            ..
+        }) = self.dict.get_mut(hash, key)
+        {
+            if let Some(when) = h.reindex() {
+                self.push_hfe(when, key);
+            }
+        }
     }
 
     /// Sets or clears the TTL of a present key. Returns false if absent.
@@ -248,6 +422,19 @@ impl Db {
     }
 }
 
+/// Whether the hash at `key` has field TTLs and is registered in the
+/// field-TTL index under `when` (so an index entry (when, key) is live).
+fn hash_indexed_at(dict: &Dict<Entry>, key: &[u8], when: u64) -> bool {
+    matches!(dict.get(hash_bytes(key), key),
+        Some(Entry { value: Value::Hash(h), .. })
+            if h.indexed_at() == when && h.volatile_fields() > 0)
+}
+
+#[inline]
+fn hash_fields_due(v: &Value, now: u64) -> bool {
+    matches!(v, Value::Hash(h) if h.fields_due(now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +486,89 @@ mod tests {
         let mut n = 0;
         db.expire_due(1000, 100, |_| n += 1);
         assert_eq!(n, 1);
+    }
+
+    fn hash_with_ttls(db: &mut Db, k: &str, ttls: &[(&str, Option<u64>)]) {
+        let lim = crate::types::hash::Limits {
+            max_entries: 128,
+            max_value: 64,
+        };
+        let mut h = crate::types::HashValue::new();
+        for (f, _) in ttls {
+            h.set(f.as_bytes(), b"v", lim);
+        }
+        for (f, t) in ttls {
+            if let Some(t) = t {
+                h.set_field_ttl(f.as_bytes(), *t);
+            }
+        }
+        db.insert(
+            hash_bytes(k.as_bytes()),
+            k.as_bytes(),
+            Value::Hash(Box::new(h)),
+            None,
+            0,
+        );
+    }
+
+    fn hash_len(db: &mut Db, k: &str) -> Option<usize> {
+        match &db.dict.get(hash_bytes(k.as_bytes()), k.as_bytes())?.value {
+            Value::Hash(h) => Some(h.len()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn hash_fields_expire_lazily_and_actively() {
+        let mut db = Db::default();
+        hash_with_ttls(&mut db, "a", &[("x", Some(100)), ("y", None)]);
+        hash_with_ttls(&mut db, "b", &[("x", Some(100)), ("y", Some(300))]);
+        hash_with_ttls(&mut db, "c", &[("x", Some(200))]);
+        assert_eq!(db.hashes_with_field_ttls(), 3);
+        // Lazy: a lookup deletes the due fields, and an emptied hash.
+        let (mut keys, mut fields) = (0, 0);
+        let h = hash_bytes(b"c");
+        assert!(db.lookup(h, b"c", 150, &mut keys, &mut fields).is_some());
+        assert_eq!(fields, 0);
+        assert!(db.peek(h, b"c", 250).is_none(), "all fields due: not live");
+        assert!(db.lookup(h, b"c", 250, &mut keys, &mut fields).is_none());
+        assert_eq!((keys, fields), (0, 1));
+        // Active: the index finds what is due, in deadline order.
+        let mut changed = vec![];
+        assert!(!db.expire_hash_fields_due(150, 100, |k, n| changed.push((k.to_vec(), n))));
+        changed.sort();
+        assert_eq!(changed, vec![(b"a".to_vec(), 1), (b"b".to_vec(), 1)]);
+        assert_eq!(hash_len(&mut db, "a"), Some(1));
+        assert_eq!(db.hashes_with_field_ttls(), 1);
+        db.expire_hash_fields_due(300, 100, |_, _| {});
+        assert_eq!(hash_len(&mut db, "b"), None, "emptied hash deleted");
+        assert!(!db.has_hash_ttls());
+    }
+
+    #[test]
+    fn field_ttl_index_stays_bounded_under_churn() {
+        let mut db = Db::default();
+        for round in 0..200u64 {
+            for k in 0..10 {
+                let key = format!("k{k}");
+                hash_with_ttls(&mut db, &key, &[("x", Some(1_000_000 - round))]);
+            }
+        }
+        assert_eq!(db.hashes_with_field_ttls(), 10);
+        assert!(db.hfe.len() <= 4 * 256 + 1, "{}", db.hfe.len());
+        let mut n = 0;
+        db.expire_hash_fields_due(u64::MAX, usize::MAX, |_, f| n += f);
+        assert_eq!((n, db.len()), (10, 0));
+    }
+
+    #[test]
+    fn moved_hash_is_indexed_under_its_new_key() {
+        let mut db = Db::default();
+        hash_with_ttls(&mut db, "a", &[("x", Some(100)), ("y", None)]);
+        let e = db.remove(hash_bytes(b"a"), b"a").unwrap();
+        db.insert(hash_bytes(b"b"), b"b", e.value, None, 0);
+        db.expire_hash_fields_due(100, 100, |_, _| {});
+        assert_eq!(hash_len(&mut db, "b"), Some(1));
     }
 
     #[test]

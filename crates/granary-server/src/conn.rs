@@ -2,11 +2,13 @@
 //! command in it, write all the replies with as few writes as possible.
 
 use bytes::{Bytes, BytesMut};
+use granary_commands::blocking::Ending;
 use granary_commands::dispatch::execute_at;
 use granary_commands::{Action, Client, Server};
 use granary_keyspace::now_ms;
 use granary_protocol::{ParseLimits, Parser, Reply};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +76,7 @@ async fn handle(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let info = server.clients.register(peer.to_string(), laddr, now_ms());
+    info.fd.store(stream.as_raw_fd(), Relaxed);
     let mut client = Client::new(info.clone(), !hot.has_password.load(Relaxed));
     let result = serve_client(&server, &mut client, &mut stream).await;
     granary_commands::watch::unwatch_all(&server, &mut client);
@@ -223,7 +226,9 @@ struct Blocked<'a, S> {
 }
 
 /// BLPOP & co.: waits (holding no lock) until woken, then runs the command
-/// again, until it is served or its deadline passes (then a null array). Input that arrives meanwhile is kept for after. Returns false if
+/// again, until it is served, its deadline passes or CLIENT UNBLOCK ends the
+/// wait (see `reply_unblocked`). Input that arrives meanwhile is kept for
+/// after. Returns false if
 /// the client went away or was killed: it leaves the queues without having
 /// taken anything.
 async fn wait_blocked<S: std::future::Future<Output = ()> + Unpin>(
@@ -246,6 +251,12 @@ async fn wait_blocked<S: std::future::Future<Output = ()> + Unpin>(
         };
         tokio::select! {
             _ = waiter.notify.notified() => {
+                // CLIENT UNBLOCK wakes the client after ending its wait.
+                if let Some(ending) = waiter.ended() {
+                    unregister();
+                    reply_unblocked(out, ending);
+                    return true;
+                }
                 match execute_at(server, client, args, out, now_ms()) {
                     Some(Action::Block(w)) => waiter = w,
                     _ => {
@@ -255,9 +266,9 @@ async fn wait_blocked<S: std::future::Future<Output = ()> + Unpin>(
                 }
             }
             _ = expired => {
-                // Redis answers every list timeout with a null array.
+                let ending = waiter.time_out();
                 unregister();
-                out.null_array();
+                reply_unblocked(out, ending);
                 return true;
             }
             r = io.stream.read_buf(io.rbuf) => {
@@ -275,6 +286,16 @@ async fn wait_blocked<S: std::future::Future<Output = ()> + Unpin>(
             unregister();
             return false;
         }
+    }
+}
+
+/// The reply of a blocked command that got nothing: Redis answers every
+/// list and sorted set timeout with a null array; CLIENT UNBLOCK ERROR
+/// makes it an error.
+fn reply_unblocked(out: &mut Reply, ending: Ending) {
+    match ending {
+        Ending::Timeout => out.null_array(),
+        Ending::Error => out.error(Ending::ERROR_TEXT),
     }
 }
 

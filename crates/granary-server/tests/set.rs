@@ -12,7 +12,8 @@
 //!   order of compact sets (SMEMBERS, SINTER, SSCAN) and OBJECT ENCODING are
 //!   compared exactly.
 //! - Granary-only checks of what the oracles cannot compare (random
-//!   replies, encodings, STORE semantics) and the click-log workload.
+//!   replies, encodings, STORE semantics). The click-log workload that
+//!   combines sets with lists and hashes is in tests/clicklog.rs.
 //!
 //! Reproduce a run with `SET_DIFF_SEED=<seed>`.
 
@@ -21,7 +22,7 @@ mod common;
 use common::{free_port, show, show_cmd, split_aggregate, RawConn, ServerProc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -794,133 +795,4 @@ fn sscan_returns_every_member_while_the_set_changes() {
         .filter(|m| !seen.contains(m.as_bytes()))
         .count();
     assert_eq!(missing, 0);
-}
-
-// ---------------------------------------------------- click-log workload
-
-/// The click-log workload with sets: 2,000 users with 50
-/// recommended items each, 200,000 reads recorded with SADD through
-/// pipelines, then SINTER per user and a SCAN walk over the read keys.
-#[test]
-fn click_log_workload() {
-    const USERS: usize = 2_000;
-    const RECOMMENDED: usize = 50;
-    const READS: usize = 200_000;
-    const PIPELINE: usize = 1_000;
-    const ITEMS: usize = 5_000;
-    let s = ServerProc::granary(&[]);
-    let mut c = s.raw();
-    let mut rng = StdRng::seed_from_u64(7);
-
-    let pipeline = |c: &mut RawConn, cmds: &[Args]| {
-        let mut buf = Vec::new();
-        for a in cmds {
-            let refs: Vec<&[u8]> = a.iter().map(Vec::as_slice).collect();
-            buf.extend(common::encode(&refs));
-        }
-        c.send(&buf);
-        cmds.iter()
-            .map(|_| c.read_reply().expect("pipelined reply"))
-            .collect::<Vec<_>>()
-    };
-
-    let mut recommended: Vec<HashSet<usize>> = Vec::with_capacity(USERS);
-    let mut batch = Vec::new();
-    for u in 0..USERS {
-        let mut items = HashSet::new();
-        while items.len() < RECOMMENDED {
-            items.insert(rng.gen_range(0..ITEMS));
-        }
-        let mut a = vec![b"SADD".to_vec(), format!("recommend:{u}").into_bytes()];
-        a.extend(items.iter().map(|i| format!("item:{i}").into_bytes()));
-        batch.push(a);
-        recommended.push(items);
-        if batch.len() == PIPELINE {
-            for r in pipeline(&mut c, &batch) {
-                assert_eq!(r, b":50\r\n");
-            }
-            batch.clear();
-        }
-    }
-    assert!(batch.is_empty());
-
-    let mut read: HashMap<usize, HashSet<usize>> = HashMap::new();
-    for _ in 0..READS / PIPELINE {
-        let mut batch = Vec::with_capacity(PIPELINE);
-        let mut expect = Vec::with_capacity(PIPELINE);
-        for _ in 0..PIPELINE {
-            let u = rng.gen_range(0..USERS);
-            // Half the reads follow a recommendation.
-            let item = if rng.gen_bool(0.5) {
-                *recommended[u]
-                    .iter()
-                    .nth(rng.gen_range(0..RECOMMENDED))
-                    .unwrap()
-            } else {
-                rng.gen_range(0..ITEMS)
-            };
-            let new = read.entry(u).or_default().insert(item);
-            expect.push(if new {
-                b":1\r\n".to_vec()
-            } else {
-                b":0\r\n".to_vec()
-            });
-            batch.push(vec![
-                b"SADD".to_vec(),
-                format!("{u}:readItemId").into_bytes(),
-                format!("item:{item}").into_bytes(),
-            ]);
-        }
-        assert_eq!(pipeline(&mut c, &batch), expect);
-    }
-
-    let sinters: Vec<Args> = (0..USERS)
-        .map(|u| {
-            vec![
-                b"SINTER".to_vec(),
-                format!("recommend:{u}").into_bytes(),
-                format!("{u}:readItemId").into_bytes(),
-            ]
-        })
-        .collect();
-    for chunk in (0..USERS).collect::<Vec<_>>().chunks(PIPELINE) {
-        let replies = pipeline(&mut c, &sinters[chunk[0]..chunk[0] + chunk.len()]);
-        for (&u, r) in chunk.iter().zip(replies) {
-            let got: HashSet<Vec<u8>> = bulks(&r).into_iter().collect();
-            let want: HashSet<Vec<u8>> = read
-                .get(&u)
-                .map(|items| {
-                    items
-                        .intersection(&recommended[u])
-                        .map(|i| format!("item:{i}").into_bytes())
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert_eq!(got, want, "SINTER for user {u}");
-        }
-    }
-
-    let mut found = HashSet::new();
-    let mut cursor = b"0".to_vec();
-    loop {
-        let r = c.cmd(&[
-            b"SCAN",
-            &cursor,
-            b"MATCH",
-            b"*:readItemId",
-            b"COUNT",
-            b"1000",
-        ]);
-        let (_, parts) = split_aggregate(&r).expect("SCAN reply");
-        found.extend(bulks(&parts[1]));
-        cursor = bulk_body(&parts[0]);
-        if cursor == b"0" {
-            break;
-        }
-    }
-    let want: HashSet<Vec<u8>> = read
-        .keys()
-        .map(|u| format!("{u}:readItemId").into_bytes())
-        .collect();
-    assert_eq!(found, want);
 }

@@ -745,3 +745,66 @@ fn ttls_are_kept_or_replaced() {
     assert_eq!(ok(c, "INCRBYFLOAT n 1"), bulk("12"));
     assert_eq!(ok(c, "OBJECT ENCODING n"), bulk("embstr"));
 }
+
+/// OBJECT ENCODING after each way of writing a string: SET-like commands
+/// store `int`/`embstr`/`raw` by value; APPEND and SETRANGE leave a `raw`
+/// string whatever its length (Redis edits a private raw copy), except
+/// APPEND creating the key; INCR makes an `int`, INCRBYFLOAT an `embstr`.
+#[test]
+fn string_encodings_follow_redis() {
+    let s = Server::start();
+    let c = &mut s.con();
+    let x44 = "x".repeat(44);
+    let x45 = "x".repeat(45);
+    let cases: &[(&str, &str)] = &[
+        ("SET s abc", "embstr"),
+        ("SET n 123", "int"),
+        ("SET l 0123", "embstr"),
+        (&format!("SET e {x44}"), "embstr"),
+        (&format!("SET r {x45}"), "raw"),
+        ("APPEND s def", "raw"),
+        ("APPEND n 4", "raw"),
+        ("APPEND fresh abc", "embstr"),
+        ("APPEND freshint 12", "int"),
+        ("APPEND l ''", "raw"),
+        ("SET s2 abc", "embstr"),
+        ("SETRANGE s2 0 ''", "embstr"),
+        ("SETRANGE s2 1 z", "raw"),
+        ("SETRANGE missing 2 ab", "raw"),
+        ("SET ten 1", "int"),
+        ("APPEND ten 0", "raw"),
+        ("INCR ten", "int"),
+        ("INCRBYFLOAT f 1.5", "embstr"),
+        ("INCRBYFLOAT ten 1", "embstr"),
+        ("DECRBY ten 2", "int"),
+        ("GETSET g 42", "int"),
+        ("GETSET g abc", "embstr"),
+        ("SETNX x 7", "int"),
+        ("MSET a 1 b xyz", "int"),
+        ("SETEX t 100 5", "int"),
+        ("PSETEX t 100000 five", "embstr"),
+        ("SET s abc", "embstr"),
+    ];
+    for (line, want) in cases {
+        // '' stands for an empty argument.
+        let args: Vec<&[u8]> = line
+            .split(' ')
+            .map(|w| if w == "''" { &b""[..] } else { w.as_bytes() })
+            .collect();
+        q(c, &args).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let key = line.split(' ').nth(1).unwrap_or_default();
+        assert_eq!(
+            ok(c, &format!("OBJECT ENCODING {key}")),
+            bulk(want),
+            "after {line}"
+        );
+    }
+    assert_eq!(ok(c, "OBJECT ENCODING b"), bulk("embstr"));
+    // Copies and renames keep the encoding.
+    ok(c, "APPEND s d");
+    ok(c, "COPY s copied");
+    assert_eq!(ok(c, "OBJECT ENCODING copied"), bulk("raw"));
+    ok(c, "RENAME copied renamed");
+    assert_eq!(ok(c, "OBJECT ENCODING renamed"), bulk("raw"));
+    assert_eq!(ok(c, "GET renamed"), bulk("abcd"));
+}

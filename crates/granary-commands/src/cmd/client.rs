@@ -154,6 +154,9 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     if multi >= 0 {
         flags.push('x');
     }
+    if crate::blocking::is_blocked(info.id) {
+        flags.push('b');
+    }
     if info.dirty_cas.load(Relaxed) {
         flags.push('d');
     }
@@ -176,13 +179,14 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     let lib_name = info.lib_name.lock().clone().unwrap_or_default();
     let lib_ver = info.lib_ver.lock().clone().unwrap_or_default();
     format!(
-        "id={} addr={} laddr={} fd=-1 name={name} age={} idle={} flags={flags} db={} \
+        "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db={} \
          sub=0 psub=0 ssub=0 multi={multi} watch={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 \
          rbs={obuf} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={cmd} user={user} \
          redir=-1 resp={} lib-name={lib_name} lib-ver={lib_ver}",
         info.id,
         info.addr,
         info.laddr,
+        info.fd.load(Relaxed),
         now.saturating_sub(info.created_ms) / 1000,
         now.saturating_sub(info.last_active_ms.load(Relaxed)) / 1000,
         info.db.load(Relaxed),
@@ -449,16 +453,26 @@ fn reply(c: &mut Ctx) -> CmdResult {
     }
 }
 
-/// Nothing blocks yet, so no client is ever unblocked.
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends the wait of a client blocked in
+/// BLPOP & co.; 1 if it was blocked. Redis checks the reason before the id.
 fn unblock(c: &mut Ctx) -> CmdResult {
-    parse_i64(&c.args[2])?;
-    match c.args.len() {
-        3 => {}
-        4 if is(&c.args[3], "TIMEOUT") || is(&c.args[3], "ERROR") => {}
+    let error = match c.args.len() {
+        3 => false,
+        4 if is(&c.args[3], "TIMEOUT") => false,
+        4 if is(&c.args[3], "ERROR") => true,
         4 => return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into()),
-        _ => return Err(err::SYNTAX.into()),
-    }
-    c.out.int(0);
+        // Redis quotes the subcommand as typed (%.128s).
+        _ => {
+            return Err(CmdError::concat(&[
+                b"ERR unknown subcommand or wrong number of arguments for '",
+                cstr(&c.args[1], 128),
+                b"'. Try CLIENT HELP.",
+            ]))
+        }
+    };
+    let id = parse_i64(&c.args[2])?;
+    let unblocked = u64::try_from(id).is_ok_and(|id| crate::blocking::unblock(id, error));
+    c.out.int(i64::from(unblocked));
     Ok(())
 }
 

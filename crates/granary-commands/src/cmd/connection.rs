@@ -17,7 +17,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "quit",
         -1,
-        ALLOW_BUSY | NO_AUTH | FAST | STALE | LOADING,
+        ALLOW_BUSY | NO_AUTH | FAST | STALE | LOADING | NOSCRIPT,
         Keys::None,
         quit,
     )
@@ -26,7 +26,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "reset",
         1,
-        NO_AUTH | FAST | STALE | LOADING | NOSCRIPT,
+        NO_AUTH | FAST | STALE | LOADING | NOSCRIPT | ALLOW_BUSY,
         Keys::None,
         reset,
     )
@@ -35,7 +35,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "auth",
         -2,
-        NO_AUTH | FAST | STALE | LOADING | NOSCRIPT,
+        NO_AUTH | FAST | STALE | LOADING | NOSCRIPT | ALLOW_BUSY,
         Keys::None,
         auth,
     )
@@ -44,7 +44,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "hello",
         -1,
-        NO_AUTH | FAST | STALE | LOADING | NOSCRIPT,
+        NO_AUTH | FAST | STALE | LOADING | NOSCRIPT | ALLOW_BUSY,
         Keys::None,
         hello,
     )

@@ -34,6 +34,15 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new("hincrbyfloat", 4, WRITE | DENYOOM | FAST, K1, hincrbyfloat).group(G, "2.6.0").doc("Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist."),
     Spec::new("hrandfield", -2, READONLY, K1, hrandfield).group(G, "6.2.0").doc("Returns one or more random fields from a hash."),
     Spec::new("hscan", -3, READONLY, K1, hscan).group(G, "2.8.0").doc("Iterates over fields and values of a hash."),
+    Spec::new("hexpire", -6, WRITE | DENYOOM | FAST, K1, hexpire).group(G, "7.4.0").doc("Set expiry for hash field using relative time to expire (seconds)"),
+    Spec::new("hpexpire", -6, WRITE | DENYOOM | FAST, K1, hpexpire).group(G, "7.4.0").doc("Set expiry for hash field using relative time to expire (milliseconds)"),
+    Spec::new("hexpireat", -6, WRITE | DENYOOM | FAST, K1, hexpireat).group(G, "7.4.0").doc("Set expiry for hash field using an absolute Unix timestamp (seconds)"),
+    Spec::new("hpexpireat", -6, WRITE | DENYOOM | FAST, K1, hpexpireat).group(G, "7.4.0").doc("Set expiry for hash field using an absolute Unix timestamp (milliseconds)"),
+    Spec::new("httl", -5, READONLY | FAST, K1, httl).group(G, "7.4.0").doc("Returns the TTL in seconds of a hash field."),
+    Spec::new("hpttl", -5, READONLY | FAST, K1, hpttl).group(G, "7.4.0").doc("Returns the TTL in milliseconds of a hash field."),
+    Spec::new("hexpiretime", -5, READONLY | FAST, K1, hexpiretime).group(G, "7.4.0").doc("Returns the expiration time of a hash field as a Unix timestamp, in seconds."),
+    Spec::new("hpexpiretime", -5, READONLY | FAST, K1, hpexpiretime).group(G, "7.4.0").doc("Returns the expiration time of a hash field as a Unix timestamp, in msec."),
+    Spec::new("hpersist", -5, WRITE | FAST, K1, hpersist).group(G, "7.4.0").doc("Removes the expiration time for each specified field"),
 ];
 
 // ---------------------------------------------------------------- access
@@ -176,7 +185,8 @@ fn hincrby(c: &mut Ctx) -> CmdResult {
             }
         };
         let n = cur.checked_add(incr).ok_or(err::OVERFLOW)?;
-        h.set(field, itoa::Buffer::new().format(n).as_bytes(), lim);
+        // Redis 7.4 keeps the field's TTL on HINCRBY (HASH_SET_KEEP_TTL).
+        h.set_keep_ttl(field, itoa::Buffer::new().format(n).as_bytes(), lim);
         Ok((n, true))
     })?;
     c.out.int(n.unwrap_or(0));
@@ -200,7 +210,7 @@ fn hincrbyfloat(c: &mut Ctx) -> CmdResult {
         let sum =
             longdouble::add(cur, incr).ok_or("ERR increment would produce NaN or Infinity")?;
         let text = longdouble::to_human(sum);
-        h.set(field, text.as_bytes(), lim);
+        h.set_keep_ttl(field, text.as_bytes(), lim);
         Ok((text, true))
     })?;
     c.out.bulk(text.unwrap_or_default().as_bytes());
@@ -380,7 +390,7 @@ impl Shape {
 fn pick_distinct(h: &HashValue, count: usize) -> Vec<(&[u8], &[u8])> {
     let mut rng = rand::thread_rng();
     let size = h.len();
-    if !h.is_listpack() && count.saturating_mul(3) < size {
+    if !h.is_compact() && count.saturating_mul(3) < size {
         // Few picks from a big table: draw until enough distinct fields,
         // without walking the whole table (Redis's CASE 4).
         let mut seen = std::collections::HashSet::with_capacity(count);
@@ -486,6 +496,270 @@ fn hscan(c: &mut Ctx) -> CmdResult {
         if !o.novalues {
             c.out.bulk(&v);
         }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- field TTLs
+
+/// The latest field deadline Redis 7.4 accepts (ms): 48-bit times with two
+/// bits reserved (HFE_MAX_ABS_TIME_MSEC).
+const MAX_FIELD_DEADLINE: i64 = ((1 << 48) - 1) >> 2;
+
+/// HEXPIRE's per-field replies.
+const NO_FIELD: i64 = -2;
+const NO_TTL: i64 = -1;
+
+/// Whether `key` holds a hash (WRONGTYPE if it holds something else):
+/// checked first, as Redis, so a wrong type wins over argument errors.
+fn hash_exists(c: &mut Ctx, key: &[u8]) -> Result<bool, CmdError> {
+    match c.store.entry(key) {
+        None => Ok(false),
+        Some(e) if matches!(e.value, Value::Hash(_)) => Ok(true),
+        Some(_) => Err(err::WRONGTYPE.into()),
+    }
+}
+
+/// Parses `FIELDS numfields field...` with FIELDS at `at`: the fields.
+/// `count_error` is the text for a numfields that is not a positive
+/// integer (Redis words it differently for HEXPIRE and the readers).
+fn parse_fields<'a>(
+    args: &'a [Bytes],
+    at: usize,
+    count_error: &'static str,
+) -> Result<&'a [Bytes], CmdError> {
+    if !args.get(at).is_some_and(|a| is(a, "fields")) {
+        return Err("ERR Mandatory argument FIELDS is missing or not at the right position".into());
+    }
+    let n = args
+        .get(at + 1)
+        .and_then(|a| parse_i64(a).ok())
+        .filter(|n| *n >= 1)
+        .ok_or(count_error)?;
+    let fields = &args[at + 2..];
+    if usize::try_from(n).ok() != Some(fields.len()) {
+        return Err("ERR The `numfields` parameter must match the number of arguments".into());
+    }
+    Ok(fields)
+}
+
+/// NX | XX | GT | LT of HEXPIRE & co.
+#[derive(Clone, Copy, PartialEq)]
+enum Cond {
+    Always,
+    Nx,
+    Xx,
+    Gt,
+    Lt,
+}
+
+impl Cond {
+    fn parse(arg: &[u8]) -> Option<Cond> {
+        [
+            ("nx", Cond::Nx),
+            ("xx", Cond::Xx),
+            ("gt", Cond::Gt),
+            ("lt", Cond::Lt),
+        ]
+        .into_iter()
+        .find(|(name, _)| is(arg, name))
+        .map(|(_, c)| c)
+    }
+
+    /// Whether a field whose deadline is `prev` may get `when`. A field
+    /// without TTL counts as never expiring: GT fails, LT passes.
+    fn allows(self, prev: Option<u64>, when: u64) -> bool {
+        match (self, prev) {
+            (Cond::Always, _) => true,
+            (Cond::Nx, p) => p.is_none(),
+            (Cond::Xx, p) => p.is_some(),
+            (Cond::Gt, None) => false,
+            (Cond::Gt, Some(p)) => when > p,
+            (Cond::Lt, None) => true,
+            (Cond::Lt, Some(p)) => when < p,
+        }
+    }
+}
+
+fn hexpire(c: &mut Ctx) -> CmdResult {
+    hexpire_generic(c, 1000, true)
+}
+
+fn hpexpire(c: &mut Ctx) -> CmdResult {
+    hexpire_generic(c, 1, true)
+}
+
+fn hexpireat(c: &mut Ctx) -> CmdResult {
+    hexpire_generic(c, 1000, false)
+}
+
+fn hpexpireat(c: &mut Ctx) -> CmdResult {
+    hexpire_generic(c, 1, false)
+}
+
+/// The absolute deadline (ms) HEXPIRE & co. were given, checked as Redis
+/// 7.4's hexpireGenericCommand.
+fn parse_deadline(c: &Ctx, unit: i64, relative: bool) -> Result<u64, CmdError> {
+    let t = parse_i64(&c.args[2])?;
+    if t < 0 {
+        return Err("ERR invalid expire time, must be >= 0".into());
+    }
+    let invalid = || {
+        CmdError::from(format!(
+            "ERR invalid expire time in '{}' command",
+            c.spec.name
+        ))
+    };
+    if t > MAX_FIELD_DEADLINE / unit {
+        return Err(invalid());
+    }
+    let base = if relative { c.store.now as i64 } else { 0 };
+    let ms = t * unit;
+    if ms > MAX_FIELD_DEADLINE - base {
+        return Err(invalid());
+    }
+    Ok((ms + base) as u64)
+}
+
+fn hexpire_generic(c: &mut Ctx, unit: i64, relative: bool) -> CmdResult {
+    let exists = hash_exists(c, &c.args[1])?;
+    let when = parse_deadline(c, unit, relative)?;
+    let cond = Cond::parse(&c.args[3]);
+    let at = if cond.is_some() { 4 } else { 3 };
+    let cond = cond.unwrap_or(Cond::Always);
+    let args: &[Bytes] = c.args;
+    let fields = parse_fields(
+        args,
+        at,
+        "ERR Parameter `numFields` should be greater than 0",
+    )?;
+    let key = &args[1];
+    if !exists {
+        reply_all_same(c.out, fields.len(), NO_FIELD);
+        return Ok(());
+    }
+    let now = c.store.now;
+    let codes = write(c, key, false, |h| {
+        let mut changed = false;
+        let codes: Vec<i64> = fields
+            .iter()
+            .map(|f| {
+                if !h.contains(f) {
+                    return NO_FIELD;
+                }
+                if !cond.allows(h.field_ttl(f), when) {
+                    return 0;
+                }
+                changed = true;
+                if when <= now {
+                    // A deadline already passed deletes the field.
+                    h.remove(f);
+                    2
+                } else {
+                    h.set_field_ttl(f, when);
+                    1
+                }
+            })
+            .collect();
+        Ok((codes, changed))
+    })?
+    .unwrap_or_default();
+    if codes.contains(&1) {
+        c.store.index_hash_ttls(key);
+    }
+    c.out.array(codes.len());
+    for code in codes {
+        c.out.int(code);
+    }
+    Ok(())
+}
+
+fn reply_all_same(out: &mut Reply, n: usize, code: i64) {
+    out.array(n);
+    for _ in 0..n {
+        out.int(code);
+    }
+}
+
+/// What HTTL & co. report for a field's deadline.
+#[derive(Clone, Copy)]
+enum TtlView {
+    Secs,
+    Millis,
+    AtSecs,
+    AtMillis,
+}
+
+fn httl(c: &mut Ctx) -> CmdResult {
+    httl_generic(c, TtlView::Secs)
+}
+
+fn hpttl(c: &mut Ctx) -> CmdResult {
+    httl_generic(c, TtlView::Millis)
+}
+
+fn hexpiretime(c: &mut Ctx) -> CmdResult {
+    httl_generic(c, TtlView::AtSecs)
+}
+
+fn hpexpiretime(c: &mut Ctx) -> CmdResult {
+    httl_generic(c, TtlView::AtMillis)
+}
+
+const READER_COUNT_ERROR: &str = "ERR Number of fields must be a positive integer";
+
+fn httl_generic(c: &mut Ctx, view: TtlView) -> CmdResult {
+    let now = c.store.now;
+    // The type is checked before the arguments, as Redis.
+    let h = read(&mut c.store, &c.args[1])?;
+    let fields = parse_fields(c.args, 2, READER_COUNT_ERROR)?;
+    let Some(h) = h else {
+        reply_all_same(c.out, fields.len(), NO_FIELD);
+        return Ok(());
+    };
+    c.out.array(fields.len());
+    for f in fields {
+        let code = match (h.contains(f), h.field_ttl(f)) {
+            (false, _) => NO_FIELD,
+            (true, None) => NO_TTL,
+            // Seconds round up, as Redis: a field with 1 ms left has 1 s.
+            (true, Some(t)) => match view {
+                // Due fields were deleted on lookup: t > now.
+                TtlView::Secs => t.saturating_sub(now).div_ceil(1000) as i64,
+                TtlView::Millis => t.saturating_sub(now) as i64,
+                TtlView::AtSecs => t.div_ceil(1000) as i64,
+                TtlView::AtMillis => t as i64,
+            },
+        };
+        c.out.int(code);
+    }
+    Ok(())
+}
+
+fn hpersist(c: &mut Ctx) -> CmdResult {
+    let exists = hash_exists(c, &c.args[1])?;
+    let args: &[Bytes] = c.args;
+    let fields = parse_fields(args, 2, READER_COUNT_ERROR)?;
+    if !exists {
+        reply_all_same(c.out, fields.len(), NO_FIELD);
+        return Ok(());
+    }
+    let codes = write(c, &args[1], false, |h| {
+        let codes: Vec<i64> = fields
+            .iter()
+            .map(|f| match (h.contains(f), h.persist_field(f)) {
+                (false, _) => NO_FIELD,
+                (true, false) => NO_TTL,
+                (true, true) => 1,
+            })
+            .collect();
+        let changed = codes.contains(&1);
+        Ok((codes, changed))
+    })?
+    .unwrap_or_default();
+    c.out.array(codes.len());
+    for code in codes {
+        c.out.int(code);
     }
     Ok(())
 }

@@ -17,6 +17,8 @@ use granary_protocol::Reply;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+mod keyspecs;
+
 const G: &str = "server";
 const FLAGS: u32 = LOADING | STALE;
 
@@ -209,11 +211,23 @@ fn key_flags(spec: &Spec) -> Vec<&'static str> {
     }
 }
 
-/// Flags as COMMAND INFO shows them (movablekeys for computed key positions).
+/// The legacy (first, last, step) triple and whether the keys are movable:
+/// derived from Redis's key specs like Redis does, or from the Spec for a
+/// command Redis has no data for.
+fn legacy_keys(spec: &Spec) -> ((i64, i64, i64), bool) {
+    match keyspecs::specs(spec.name) {
+        Some(specs) => keyspecs::legacy_range(specs),
+        None => (spec.legacy_range(), matches!(spec.keys, Keys::Custom(_))),
+    }
+}
+
+/// Flags as COMMAND INFO shows them, `movablekeys` where Redis puts it
+/// (just before `allow_busy`).
 fn info_flags(spec: &Spec) -> Vec<&'static str> {
     let mut f = spec.flag_names();
-    if matches!(spec.keys, Keys::Custom(_)) {
-        f.push("movablekeys");
+    if legacy_keys(spec).1 {
+        let at = f.iter().position(|n| *n == "allow_busy").unwrap_or(f.len());
+        f.insert(at, "movablekeys");
     }
     f
 }
@@ -260,7 +274,7 @@ fn write_key_specs(out: &mut Reply, spec: &Spec) {
 /// One COMMAND INFO entry: name, arity, flags, first/last/step, ACL
 /// categories, tips, key specs, subcommands.
 pub fn write_info(out: &mut Reply, spec: &Spec) {
-    let (first, last, step) = spec.legacy_range();
+    let ((first, last, step), _) = legacy_keys(spec);
     out.array(10);
     out.bulk(spec.name.as_bytes());
     out.int(spec.arity as i64);
@@ -279,7 +293,13 @@ pub fn write_info(out: &mut Reply, spec: &Spec) {
         Some(specs) => docs_data::replay(out, specs),
         None => write_key_specs(out, spec),
     }
-    out.set(spec.subcommands.len());
+    // An empty set, but an array of subcommands (Redis's
+    // addReplyCommandSubCommands).
+    if spec.subcommands.is_empty() {
+        out.set(0);
+    } else {
+        out.array(spec.subcommands.len());
+    }
     for sub in spec.subcommands {
         write_info(out, sub);
     }
@@ -399,8 +419,8 @@ fn list(c: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
-/// The command named by `args` (a full command line) and its key positions.
-fn keys_of(args: &[Bytes]) -> Result<(&'static Spec, Vec<usize>), CmdError> {
+/// The command named by `args` (a full command line).
+fn command_of(args: &[Bytes]) -> Result<&'static Spec, CmdError> {
     let invalid = || CmdError::from("ERR Invalid command specified");
     let mut spec = Table::get().lookup(&args[0]).ok_or_else(invalid)?;
     if !spec.subcommands.is_empty() {
@@ -410,18 +430,73 @@ fn keys_of(args: &[Bytes]) -> Result<(&'static Spec, Vec<usize>), CmdError> {
     if !spec.arity_ok(args.len()) {
         return Err("ERR Invalid number of arguments specified for command".into());
     }
-    let keys = spec.key_positions(args);
-    if keys.is_empty() {
-        return Err("ERR The command has no key arguments".into());
+    Ok(spec)
+}
+
+/// The keys of a command line and each one's flags, as Redis's COMMAND
+/// GETKEYS finds them: from Redis's key specs where they are known.
+fn keys_of(args: &[Bytes]) -> Result<Vec<(usize, Vec<&'static str>)>, CmdError> {
+    let spec = command_of(args)?;
+    let no_keys = || CmdError::from("ERR The command has no key arguments");
+    let Some(specs) = keyspecs::specs(spec.name) else {
+        // No Redis data: the Spec's own positions.
+        let keys = spec.key_positions(args);
+        if keys.is_empty() {
+            return Err(no_keys());
+        }
+        let flags = key_flags(spec);
+        return Ok(keys.into_iter().map(|k| (k, flags.clone())).collect());
+    };
+    if specs.is_empty() {
+        return Err(no_keys());
     }
-    Ok((spec, keys))
+    let found = keyspecs::find_keys(specs, args).unwrap_or_default();
+    if found.is_empty() && spec.flags & NO_MANDATORY_KEYS == 0 {
+        return Err("ERR Invalid arguments specified for command".into());
+    }
+    Ok(found
+        .into_iter()
+        .map(|(pos, ks)| (pos, key_spec_flags(ks, args)))
+        .collect())
+}
+
+/// A key's flags. A spec with variable flags (SET's only) takes them from
+/// the arguments as Redis's setGetKeys does: with GET it reads the key.
+fn key_spec_flags(ks: &keyspecs::KeySpec, args: &[Bytes]) -> Vec<&'static str> {
+    if ks.flags.iter().any(|f| f == "variable_flags") {
+        let get = args.iter().skip(3).any(|a| is(a, "GET"));
+        return if get {
+            vec!["RW", "access", "update"]
+        } else {
+            vec!["OW", "update"]
+        };
+    }
+    ks.flags.iter().filter_map(|f| static_flag(f)).collect()
+}
+
+/// Key-spec flag names as static strings (Redis's full set).
+fn static_flag(f: &str) -> Option<&'static str> {
+    const ALL: &[&str] = &[
+        "RW",
+        "RO",
+        "OW",
+        "RM",
+        "access",
+        "update",
+        "insert",
+        "delete",
+        "not_key",
+        "incomplete",
+        "variable_flags",
+    ];
+    ALL.iter().copied().find(|n| *n == f)
 }
 
 fn getkeys(c: &mut Ctx) -> CmdResult {
     let args = &c.args[2..];
-    let (_, keys) = keys_of(args)?;
+    let keys = keys_of(args)?;
     c.out.array(keys.len());
-    for k in keys {
+    for (k, _) in keys {
         c.out.bulk(&args[k]);
     }
     Ok(())
@@ -429,10 +504,9 @@ fn getkeys(c: &mut Ctx) -> CmdResult {
 
 fn getkeysandflags(c: &mut Ctx) -> CmdResult {
     let args = &c.args[2..];
-    let (spec, keys) = keys_of(args)?;
-    let flags = key_flags(spec);
+    let keys = keys_of(args)?;
     c.out.array(keys.len());
-    for k in keys {
+    for (k, flags) in keys {
         c.out.array(2);
         c.out.bulk(&args[k]);
         status_set(c.out, &flags);

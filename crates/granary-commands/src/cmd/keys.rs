@@ -779,9 +779,25 @@ fn swapdb(c: &mut Ctx) -> CmdResult {
         }
         c.store.db_replaced(a, 1);
         c.store.db_replaced(b, 0);
+        wake_ready_keys(c, a);
+        wake_ready_keys(c, b);
     }
     c.out.ok();
     Ok(())
+}
+
+/// After SWAPDB, clients blocked on keys of `db` may find elements in the
+/// swapped-in data (Redis's scanDatabaseForReadyKeys): wake them. A woken
+/// client re-checks the type and blocks again if it cannot take.
+fn wake_ready_keys(c: &mut Ctx, db: usize) {
+    for key in crate::blocking::keys_in_db(db) {
+        let len = match c.store.entry_in(db, &key).map(|e| &e.value) {
+            Some(Value::List(l)) => l.len(),
+            Some(Value::ZSet(z)) => z.len(),
+            _ => continue,
+        };
+        crate::blocking::signal(db, &key, len);
+    }
 }
 
 /// An int-range database index, with SWAPDB's own error text.

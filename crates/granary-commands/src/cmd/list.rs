@@ -5,7 +5,7 @@ use crate::ctx::{err, Action, CmdError, CmdResult, Ctx, Store};
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use bytes::Bytes;
-use granary_keyspace::types::ListValue;
+use granary_keyspace::types::list::{Elem, ListValue};
 use granary_keyspace::{canonical_i64, StrValue, Value};
 use granary_protocol::Reply;
 use std::sync::atomic::Ordering::Relaxed;
@@ -99,6 +99,14 @@ fn moved_bytes(v: &[u8]) -> usize {
 
 fn reply_item(out: &mut Reply, v: &StrValue) {
     super::string::reply_str(out, v);
+}
+
+/// Replies with an element read in place.
+fn reply_elem(out: &mut Reply, v: Elem) {
+    match v {
+        Elem::Int(i) => out.bulk_int(i),
+        Elem::Str(s) => out.bulk(s),
+    }
 }
 
 /// Redis's "ERR value is out of range, must be positive" count parser.
@@ -232,17 +240,16 @@ fn pop_generic(c: &mut Ctx, left: bool) -> CmdResult {
             c.out.array(0);
             return Ok(());
         }
-        None => match l.pop(left) {
-            Some(v) => reply_item(c.out, &v),
-            None => c.out.null(),
-        },
+        None => {
+            if l.pop_with(left, |v| reply_elem(c.out, v)).is_none() {
+                c.out.null();
+            }
+        }
         Some(n) => {
             let n = (n as usize).min(l.len());
             c.out.array(n);
             for _ in 0..n {
-                if let Some(v) = l.pop(left) {
-                    reply_item(c.out, &v);
-                }
+                l.pop_with(left, |v| reply_elem(c.out, v));
             }
         }
     }
@@ -280,7 +287,7 @@ fn lrange(c: &mut Ctx) -> CmdResult {
         Some((s, e)) => {
             c.out.array(e - s + 1);
             for v in l.range(s, e + 1) {
-                reply_item(c.out, v);
+                reply_elem(c.out, v);
             }
         }
     }
@@ -295,7 +302,7 @@ fn lindex(c: &mut Ctx) -> CmdResult {
     };
     let index = parse_i64(&args[2])?;
     match index_of(index, l.len()).and_then(|i| l.get(i)) {
-        Some(v) => reply_item(c.out, v),
+        Some(v) => reply_elem(c.out, v),
         None => c.out.null(),
     }
     Ok(())
@@ -370,7 +377,7 @@ fn lpos(c: &mut Ctx) -> CmdResult {
     let mut skip = o.rank.unsigned_abs() - 1;
     let mut found = Vec::new();
     let mut buf = itoa::Buffer::new();
-    let mut check = |pos: usize, v: &StrValue| -> bool {
+    let mut check = |pos: usize, v: Elem| -> bool {
         if v.bytes(&mut buf) == wanted {
             if skip > 0 {
                 skip -= 1;
@@ -387,7 +394,7 @@ fn lpos(c: &mut Ctx) -> CmdResult {
             }
         }
     } else {
-        for (k, v) in l.iter().rev().enumerate().take(maxlen) {
+        for (k, v) in l.iter_rev().enumerate().take(maxlen) {
             if check(len - 1 - k, v) {
                 break;
             }
@@ -482,7 +489,7 @@ fn lrem(c: &mut Ctx) -> CmdResult {
         }
     } else {
         let len = l.len();
-        for (k, v) in l.iter().rev().enumerate() {
+        for (k, v) in l.iter_rev().enumerate() {
             if hits.len() < limit && v.bytes(&mut buf) == wanted {
                 hits.push(len - 1 - k);
             }
@@ -652,9 +659,7 @@ pub(crate) fn mpop_from(
         c.out.bulk(key);
         c.out.array(n);
         for _ in 0..n {
-            if let Some(v) = l.pop(m.left) {
-                reply_item(c.out, &v);
-            }
+            l.pop_with(m.left, |v| reply_elem(c.out, v));
         }
         let remaining = l.len();
         after_removal(c, key);

@@ -1,12 +1,18 @@
 //! Command families, one module each, like Redis's source files:
-//! `string` (t_string.c), `keys` (db.c, object.c), `expire` (expire.c), `connection`,
-//! `client`, `server` (INFO, CONFIG, DEBUG, SHUTDOWN, ...), `introspection`
+//! `string` (t_string.c), `bitmap` (bitops.c), `hyperloglog`
+//! (hyperloglog.c), `keys` (db.c, object.c), `dump` (DUMP/RESTORE, cluster.c),
+//! `expire` (expire.c), `list` (t_list.c), `hash` (t_hash.c), `set`
+//! (t_set.c), `zset` (t_zset.c), `multi` (multi.c), `connection`, `client`,
+//! `server` (INFO, CONFIG, DEBUG, SHUTDOWN, ...), `introspection`
 //! (COMMAND). Each exports `COMMANDS`, its slice of the command table.
 
+pub mod bitmap;
 pub mod client;
 pub mod connection;
+pub mod dump;
 pub mod expire;
 pub mod hash;
+pub mod hyperloglog;
 pub mod introspection;
 pub mod keys;
 pub mod list;
@@ -22,7 +28,10 @@ pub static FAMILIES: &[&[Spec]] = &[
     connection::COMMANDS,
     client::COMMANDS,
     string::COMMANDS,
+    bitmap::COMMANDS,
+    hyperloglog::COMMANDS,
     keys::COMMANDS,
+    dump::COMMANDS,
     list::COMMANDS,
     expire::COMMANDS,
     hash::COMMANDS,

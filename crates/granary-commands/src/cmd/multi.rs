@@ -32,10 +32,16 @@ pub static COMMANDS: &[Spec] = &[
         .group(G, "1.2.0")
         .acl(ACL_FAST)
         .doc("Starts a transaction."),
-    Spec::new("exec", 1, NOSCRIPT | LOADING | STALE, Keys::None, exec)
-        .group(G, "1.2.0")
-        .acl(&["@slow", "@transaction"])
-        .doc("Executes all commands in a transaction."),
+    Spec::new(
+        "exec",
+        1,
+        NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG,
+        Keys::None,
+        exec,
+    )
+    .group(G, "1.2.0")
+    .acl(&["@slow", "@transaction"])
+    .doc("Executes all commands in a transaction."),
     Spec::new("discard", 1, FLAGS, Keys::None, discard)
         .group(G, "2.0.0")
         .acl(ACL_FAST)

@@ -51,7 +51,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "eval",
         -3,
-        NOSCRIPT | STALE | SKIP_MONITOR,
+        NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS,
         Keys::Custom(eval_keys),
         no_scripting,
     )
@@ -60,7 +60,7 @@ pub static COMMANDS: &[Spec] = &[
     Spec::new(
         "evalsha",
         -3,
-        NOSCRIPT | STALE | SKIP_MONITOR,
+        NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS,
         Keys::Custom(eval_keys),
         no_scripting,
     )

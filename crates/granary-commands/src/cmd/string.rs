@@ -44,7 +44,7 @@ pub static COMMANDS: &[Spec] = &[
 /// Writes a string value as a bulk reply (large values without copying).
 pub fn reply_str(out: &mut granary_protocol::Reply, v: &StrValue) {
     match v {
-        StrValue::Heap(b) => out.bulk_shared(b),
+        StrValue::Heap(b) | StrValue::Raw(b) => out.bulk_shared(b),
         StrValue::Int(i) => out.bulk_int(*i),
         other => out.bulk(other.bytes(&mut itoa::Buffer::new())),
     }
@@ -371,7 +371,7 @@ fn getrange(c: &mut Ctx) -> CmdResult {
     };
     match (clamp_range(v.len(), start, end), v) {
         (None, _) => c.out.bulk(b""),
-        (Some(r), StrValue::Heap(b)) => c.out.bulk_shared(&b.slice(r)),
+        (Some(r), StrValue::Heap(b) | StrValue::Raw(b)) => c.out.bulk_shared(&b.slice(r)),
         (Some(r), v) => c.out.bulk(&v.bytes(&mut itoa::Buffer::new())[r]),
     }
     Ok(())
@@ -407,7 +407,7 @@ fn growth_target(len: usize, cap: usize, need: usize) -> usize {
 
 /// The value's bytes as a growable buffer with room for `need` bytes.
 /// A heap value nobody else holds is taken over without copying.
-fn take_buf(v: &mut StrValue, need: usize) -> Vec<u8> {
+pub(crate) fn take_buf(v: &mut StrValue, need: usize) -> Vec<u8> {
     let len = v.len();
     let target = |cap: usize| {
         if need > cap {
@@ -417,7 +417,7 @@ fn take_buf(v: &mut StrValue, need: usize) -> Vec<u8> {
         }
     };
     match v {
-        StrValue::Heap(b) if b.is_unique() => {
+        StrValue::Heap(b) | StrValue::Raw(b) if b.is_unique() => {
             let mut buf = Vec::from(std::mem::take(&mut **b));
             let extra = target(buf.capacity()) - buf.len();
             buf.reserve_exact(extra);
@@ -431,13 +431,10 @@ fn take_buf(v: &mut StrValue, need: usize) -> Vec<u8> {
     }
 }
 
-/// A buffer back into a value: short ones inline (or as an integer).
-fn from_buf(buf: Vec<u8>) -> StrValue {
-    if buf.len() <= 22 {
-        StrValue::from_bytes(&buf)
-    } else {
-        StrValue::Heap(Box::new(Bytes::from(buf)))
-    }
+/// What APPEND and SETRANGE build: Redis edits a private raw copy, so
+/// OBJECT ENCODING says `raw` even for a short or numeric result.
+pub(crate) fn from_buf(buf: Vec<u8>) -> StrValue {
+    StrValue::Raw(Box::new(Bytes::from(buf)))
 }
 
 fn append(c: &mut Ctx) -> CmdResult {
@@ -451,11 +448,10 @@ fn append(c: &mut Ctx) -> CmdResult {
         Some(v) => {
             let total = v.len() + tail.len();
             check_len(max, v.len() as u64, tail.len() as u64)?;
-            if !tail.is_empty() {
-                let mut buf = take_buf(v, total);
-                buf.extend_from_slice(tail);
-                *v = from_buf(buf);
-            }
+            // Even an empty tail leaves a raw string, as in Redis.
+            let mut buf = take_buf(v, total);
+            buf.extend_from_slice(tail);
+            *v = from_buf(buf);
             c.store.modified(c.store.db, key);
             total
         }

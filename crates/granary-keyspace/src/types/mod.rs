@@ -4,6 +4,7 @@
 //! configured thresholds, so OBJECT ENCODING answers as Redis would.
 
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod set;
 pub mod zset;

@@ -613,6 +613,17 @@ impl SetValue {
             Repr::Table(_) => {}
         }
     }
+
+    /// The byte width (2, 4 or 8) of an intset's integers, which only ever
+    /// widens, as in Redis (RDB writes the intset at this width).
+    pub fn intset_width(&self) -> Option<usize> {
+        match &self.0 {
+            Repr::Ints(IntSet::W16(_)) => Some(2),
+            Repr::Ints(IntSet::W32(_)) => Some(4),
+            Repr::Ints(IntSet::W64(_)) => Some(8),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -215,6 +215,9 @@ fn clients_section(server: &Server, s: &mut Section) {
             "watching_clients" => s.field(name, watches.watching_clients()),
             "total_watched_keys" => s.field(name, watches.total()),
             "blocked_clients" => s.field(name, crate::blocking::blocked_clients()),
+            "clients_in_timeout_table" => s.field(name, crate::blocking::clients_with_timeout()),
+            "total_blocking_keys" => s.field(name, crate::blocking::blocking_keys()),
+            // Only XREADGROUP (no streams yet) waits for a key's deletion.
             _ => s.field(name, 0),
         }
     }

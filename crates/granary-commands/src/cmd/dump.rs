@@ -1,0 +1,165 @@
+//! DUMP and RESTORE (Redis's cluster.c): a value serialized in RDB form
+//! with the RDB version and a CRC64, byte-compatible with Redis, so keys
+//! move between Granary and Redis in either direction.
+
+use crate::ctx::{err, CmdResult, Ctx};
+use crate::table::{flag::*, Keys, Spec};
+use crate::util::{is, parse_i64};
+use granary_keyspace::types::{hash, set, zset};
+use granary_persistence::dump::{self, RestoreError};
+use granary_persistence::Limits;
+use std::sync::atomic::Ordering::Relaxed;
+
+const G: &str = "generic";
+const K1: Keys = Keys::Range(1, 1, 1);
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Spec] = &[
+    Spec::new("dump", 2, READONLY, K1, dump_cmd).group(G, "2.6.0").acl(&["@keyspace", "@read", "@slow"]).doc("Returns a serialized representation of the value stored at a key."),
+    Spec::new("restore", -4, WRITE | DENYOOM, K1, restore).group(G, "2.6.0").acl(&["@keyspace", "@write", "@slow", "@dangerous"]).doc("Creates a key from the serialized representation of a value."),
+];
+
+const BUSYKEY: &str = "BUSYKEY Target key name already exists.";
+const BAD_PAYLOAD: &str = "ERR DUMP payload version or checksum are wrong";
+const BAD_DATA: &str = "ERR Bad data format";
+
+/// The configuration in force: the encoding thresholds decide how a list
+/// is cut into nodes when written and which encodings a restored value
+/// takes; rdbcompression whether DUMP compresses long strings (as Redis).
+fn limits(c: &Ctx) -> Limits {
+    let hot = &c.server.config.hot;
+    let get = |a: &std::sync::atomic::AtomicI64| usize::try_from(a.load(Relaxed)).unwrap_or(0);
+    Limits {
+        hash: hash::Limits {
+            max_entries: get(&hot.hash_max_listpack_entries),
+            max_value: get(&hot.hash_max_listpack_value),
+        },
+        set: set::SetLimits {
+            intset_entries: get(&hot.set_max_intset_entries),
+            listpack_entries: get(&hot.set_max_listpack_entries),
+            listpack_value: get(&hot.set_max_listpack_value),
+        },
+        zset: zset::Limits {
+            entries: get(&hot.zset_max_listpack_entries),
+            value: get(&hot.zset_max_listpack_value),
+        },
+        list_fill: hot.list_max_listpack_size.load(Relaxed),
+        compress: c.server.config.get_bool("rdbcompression"),
+    }
+}
+
+fn dump_cmd(c: &mut Ctx) -> CmdResult {
+    let lim = limits(c);
+    match c.store.read(&c.args[1]) {
+        Some(e) => {
+            let payload = dump::dump(&e.value, &lim);
+            c.out.bulk(&payload);
+        }
+        None => c.out.null(),
+    }
+    Ok(())
+}
+
+/// RESTORE's options after the payload.
+#[derive(Default)]
+struct Options {
+    replace: bool,
+    absttl: bool,
+    idle: Option<i64>,
+    freq: Option<i64>,
+}
+
+/// Parses the options in Redis's order and with its errors: IDLETIME and
+/// FREQ exclude each other (the second is a syntax error).
+fn parse_options(c: &Ctx) -> Result<Options, crate::ctx::CmdError> {
+    let args = c.args;
+    let mut o = Options::default();
+    let mut j = 4;
+    while j < args.len() {
+        let more = j + 1 < args.len();
+        if is(&args[j], "replace") {
+            o.replace = true;
+        } else if is(&args[j], "absttl") {
+            o.absttl = true;
+        } else if is(&args[j], "idletime") && more && o.freq.is_none() {
+            let v = parse_i64(&args[j + 1])?;
+            if v < 0 {
+                return Err("ERR Invalid IDLETIME value, must be >= 0".into());
+            }
+            o.idle = Some(v);
+            j += 1;
+        } else if is(&args[j], "freq") && more && o.idle.is_none() {
+            let v = parse_i64(&args[j + 1])?;
+            if !(0..=255).contains(&v) {
+                return Err("ERR Invalid FREQ value, must be >= 0 and <= 255".into());
+            }
+            o.freq = Some(v);
+            j += 1;
+        } else {
+            return Err(err::SYNTAX.into());
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+fn restore(c: &mut Ctx) -> CmdResult {
+    let o = parse_options(c)?;
+    let key = &c.args[1];
+    // Redis checks for an existing key before it looks at the TTL.
+    if !o.replace && c.store.entry(key).is_some() {
+        return Err(BUSYKEY.into());
+    }
+    let ttl = parse_i64(&c.args[2])?;
+    if ttl < 0 {
+        return Err("ERR Invalid TTL value, must be >= 0".into());
+    }
+    let value = match dump::restore(&c.args[3], &limits(c)) {
+        Ok(v) => v,
+        Err(RestoreError::VersionOrChecksum) => return Err(BAD_PAYLOAD.into()),
+        Err(RestoreError::BadData(_)) => return Err(BAD_DATA.into()),
+    };
+    let now = c.store.now as i64;
+    let expire = match ttl {
+        0 => None,
+        t if o.absttl => Some(t),
+        t => Some(t.saturating_add(now)),
+    };
+    if o.replace {
+        c.store.remove(key);
+    }
+    // A TTL already in the past restores nothing (the old key, if
+    // REPLACE, is gone all the same), as Redis.
+    if let Some(at) = expire {
+        if at <= now {
+            c.out.ok();
+            return Ok(());
+        }
+    }
+    c.store.set(key, value, expire.map(|t| t as u64));
+    if let Some(idle) = o.idle {
+        set_idle(c, idle);
+    }
+    c.out.ok();
+    Ok(())
+}
+
+/// IDLETIME: backdates the key's access clock (seconds, modulo 2^16) unless
+/// an LFU policy is in force, where Redis ignores it. FREQ has nothing to set:
+/// Granary keeps one access clock per key, not an LFU counter.
+fn set_idle(c: &mut Ctx, idle: i64) {
+    let lfu = c
+        .server
+        .config
+        .get("maxmemory-policy")
+        .is_some_and(|p| p.ends_with("lfu"));
+    if lfu {
+        return;
+    }
+    let clock = ((c.store.now / 1000) as i64).wrapping_sub(idle) as u16;
+    c.store.no_touch = true;
+    if let Some(e) = c.store.entry(&c.args[1]) {
+        e.set_access_clock(clock);
+    }
+    c.store.no_touch = false;
+}

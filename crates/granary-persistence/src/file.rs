@@ -1,0 +1,376 @@
+//! The RDB file (rdb.c rdbSaveRio / rdbLoadRio): `REDIS0010`, AUX fields,
+//! then per database SELECTDB and RESIZEDB followed by its keys (each with
+//! an optional EXPIRETIME_MS), then EOF and the CRC64 of all before it.
+//!
+//! Both directions stream: [`Writer`] appends key by key, [`read`] calls
+//! back once per key, so neither holds a whole file in memory.
+
+use crate::codec::{put_len, put_string, Error, Input};
+use crate::value::{self, Limits};
+use crate::{RDB_VERSION_READ, RDB_VERSION_WRITE};
+use granary_keyspace::Value;
+use std::io::{self, Read, Write};
+
+static CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+
+/// Opcodes (rdb.h).
+mod op {
+    pub const SLOT_INFO: u8 = 244;
+    pub const FUNCTION2: u8 = 245;
+    pub const FUNCTION_PRE_GA: u8 = 246;
+    pub const MODULE_AUX: u8 = 247;
+    pub const IDLE: u8 = 248;
+    pub const FREQ: u8 = 249;
+    pub const AUX: u8 = 250;
+    pub const RESIZEDB: u8 = 251;
+    pub const EXPIRETIME_MS: u8 = 252;
+    pub const EXPIRETIME: u8 = 253;
+    pub const SELECTDB: u8 = 254;
+    pub const EOF: u8 = 255;
+}
+
+// ---------------------------------------------------------------- writing
+
+/// Writes an RDB file key by key.
+pub struct Writer<W: Write> {
+    out: W,
+    digest: crc::Digest<'static, u64>,
+    scratch: Vec<u8>,
+    lim: Limits,
+}
+
+impl<W: Write> Writer<W> {
+    /// Writes the header and the AUX fields Redis writes (`redis-ver` is
+    /// the Redis version Granary is compatible with).
+    pub fn new(out: W, lim: Limits, ctime_secs: u64) -> io::Result<Self> {
+        let mut w = Writer {
+            out,
+            digest: CRC64.digest(),
+            scratch: Vec::new(),
+            lim,
+        };
+        w.scratch
+            .extend_from_slice(format!("REDIS{RDB_VERSION_WRITE:04}").as_bytes());
+        w.aux(b"redis-ver", b"7.4.0");
+        w.aux(b"redis-bits", b"64");
+        w.aux(b"ctime", ctime_secs.to_string().as_bytes());
+        w.aux(b"used-mem", b"0");
+        w.aux(b"aof-base", b"0");
+        w.flush_scratch()?;
+        Ok(w)
+    }
+
+    fn aux(&mut self, key: &[u8], value: &[u8]) {
+        self.scratch.push(op::AUX);
+        put_string(&mut self.scratch, key);
+        put_string(&mut self.scratch, value);
+    }
+
+    fn flush_scratch(&mut self) -> io::Result<()> {
+        self.digest.update(&self.scratch);
+        self.out.write_all(&self.scratch)?;
+        self.scratch.clear();
+        Ok(())
+    }
+
+    /// Starts database `db`, which holds `keys` keys, `expires` of them with
+    /// a TTL (RESIZEDB, a sizing hint for the loader).
+    pub fn select_db(&mut self, db: u64, keys: u64, expires: u64) -> io::Result<()> {
+        self.scratch.push(op::SELECTDB);
+        put_len(&mut self.scratch, db);
+        self.scratch.push(op::RESIZEDB);
+        put_len(&mut self.scratch, keys);
+        put_len(&mut self.scratch, expires);
+        self.flush_scratch()
+    }
+
+    /// Appends a key of the current database, with its expire time (ms).
+    pub fn key(&mut self, key: &[u8], value: &Value, expire_ms: Option<u64>) -> io::Result<()> {
+        if let Some(t) = expire_ms {
+            self.scratch.push(op::EXPIRETIME_MS);
+            self.scratch.extend_from_slice(&t.to_le_bytes());
+        }
+        // The type byte comes before the key, the body after it.
+        let start = self.scratch.len();
+        value::write(&mut self.scratch, value, &self.lim);
+        let body = self.scratch.split_off(start + 1);
+        put_string(&mut self.scratch, key);
+        self.scratch.extend_from_slice(&body);
+        self.flush_scratch()
+    }
+
+    /// Writes EOF and the checksum; returns the output.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.scratch.push(op::EOF);
+        self.flush_scratch()?;
+        let crc = self.digest.clone().finalize();
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+/// One key read from a file.
+pub struct Item {
+    pub db: u64,
+    pub key: Vec<u8>,
+    pub value: Value,
+    /// Absolute expire time in ms.
+    pub expire_ms: Option<u64>,
+}
+
+/// What went wrong reading a file.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Format(Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<Error> for ReadError {
+    fn from(e: Error) -> Self {
+        ReadError::Format(e)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Format(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Passes what it reads to a CRC64 digest, and keeps the last I/O error
+/// (the value decoder only knows that its input ended).
+struct Checksummed<R> {
+    inner: R,
+    digest: crc::Digest<'static, u64>,
+    failed: Option<io::Error>,
+}
+
+impl<R: Read> Read for Checksummed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.digest.update(&buf[..n]);
+                Ok(n)
+            }
+            // read_exact retries an interrupted read: not a failure.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                self.failed = Some(e);
+                Err(kind.into())
+            }
+        }
+    }
+}
+
+/// What one record of the file was.
+enum Record {
+    Eof,
+    Other,
+}
+
+/// Reads an RDB file of at most `len` bytes (a bound for allocations; pass
+/// the file's size), calling `each` for every key in order. Values take
+/// Granary's encodings for `lim`. Functions (FUNCTION2) are skipped; module
+/// data is refused. Returns the RDB version.
+pub fn read<R: Read>(
+    r: R,
+    len: u64,
+    lim: &Limits,
+    mut each: impl FnMut(Item),
+) -> Result<u16, ReadError> {
+    let mut src = Checksummed {
+        inner: r,
+        digest: CRC64.digest(),
+        failed: None,
+    };
+    let mut header = [0u8; 9];
+    src.read_exact(&mut header)?;
+    let version = std::str::from_utf8(&header[5..])
+        .ok()
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|v| &header[..5] == b"REDIS" && (1..=RDB_VERSION_READ).contains(v))
+        .ok_or(Error("not an RDB file of a supported version"))?;
+    let mut state = State {
+        db: 0,
+        expire: None,
+        left: len.saturating_sub(9),
+    };
+    loop {
+        let mut input = Input::stream(&mut src, state.left);
+        let record = read_record(&mut input, &mut state, lim, &mut each);
+        state.left = input.remaining_u64();
+        if let Some(e) = src.failed.take() {
+            return Err(ReadError::Io(e));
+        }
+        if let Record::Eof = record? {
+            break;
+        }
+    }
+    // Version 5 on end with a checksum; 0 means the writer disabled it.
+    if version >= 5 {
+        let computed = src.digest.clone().finalize();
+        let mut stored = [0u8; 8];
+        src.inner.read_exact(&mut stored)?;
+        let stored = u64::from_le_bytes(stored);
+        if stored != 0 && stored != computed {
+            return Err(Error("RDB checksum mismatch").into());
+        }
+    }
+    Ok(version)
+}
+
+/// Where the reader is: the database selected, the expire time read for
+/// the next key, and how many bytes the file may still hold.
+struct State {
+    db: u64,
+    expire: Option<u64>,
+    left: u64,
+}
+
+/// Reads one opcode and what belongs to it.
+fn read_record(
+    input: &mut Input,
+    st: &mut State,
+    lim: &Limits,
+    each: &mut impl FnMut(Item),
+) -> Result<Record, Error> {
+    match input.u8()? {
+        op::EOF => return Ok(Record::Eof),
+        op::AUX => {
+            input.string()?;
+            input.string()?;
+        }
+        op::SELECTDB => st.db = input.length()?,
+        op::RESIZEDB => {
+            input.length()?;
+            input.length()?;
+        }
+        op::SLOT_INFO => {
+            for _ in 0..3 {
+                input.length()?;
+            }
+        }
+        op::EXPIRETIME_MS => st.expire = Some(u64::from_le_bytes(input.array()?)),
+        op::EXPIRETIME => st.expire = Some(u64::from(u32::from_le_bytes(input.array()?)) * 1000),
+        op::IDLE => {
+            input.length()?;
+        }
+        op::FREQ => {
+            input.u8()?;
+        }
+        op::FUNCTION2 => {
+            input.string()?;
+        }
+        op::FUNCTION_PRE_GA | op::MODULE_AUX => {
+            return Err(Error("modules and pre-GA functions are not supported"))
+        }
+        t => {
+            let key = input.string()?;
+            let value = value::read_body(t, input, lim)?;
+            each(Item {
+                db: st.db,
+                key,
+                value,
+                expire_ms: st.expire.take(),
+            });
+        }
+    }
+    Ok(Record::Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use granary_keyspace::StrValue;
+
+    fn lim() -> Limits {
+        crate::value::tests::lim()
+    }
+
+    #[test]
+    fn write_then_read() {
+        let mut w = Writer::new(Vec::new(), lim(), 1_700_000_000).unwrap();
+        w.select_db(0, 2, 1).unwrap();
+        w.key(b"a", &Value::Str(StrValue::from_bytes(b"1")), None)
+            .unwrap();
+        w.key(b"b", &Value::Str(StrValue::from_bytes(b"xyz")), Some(99))
+            .unwrap();
+        w.select_db(3, 1, 0).unwrap();
+        w.key(b"c", &Value::Str(StrValue::from_bytes(b"")), None)
+            .unwrap();
+        let file = w.finish().unwrap();
+        assert!(file.starts_with(b"REDIS0010\xfa\x09redis-ver"));
+        let mut got = Vec::new();
+        let v = read(&file[..], file.len() as u64, &lim(), |it| {
+            got.push((it.db, it.key, it.value.encoding(), it.expire_ms))
+        })
+        .unwrap();
+        assert_eq!(v, 10);
+        assert_eq!(
+            got,
+            [
+                (0, b"a".to_vec(), "int", None),
+                (0, b"b".to_vec(), "embstr", Some(99)),
+                (3, b"c".to_vec(), "embstr", None)
+            ]
+        );
+        // Any damage: an error, never a panic.
+        for i in 0..file.len() {
+            let mut bad = file.clone();
+            bad[i] ^= 0x41;
+            assert!(read(&bad[..], bad.len() as u64, &lim(), |_| {}).is_err());
+            assert!(read(&file[..i], i as u64, &lim(), |_| {}).is_err());
+        }
+    }
+
+    /// A reader that fails after `ok` bytes.
+    struct Failing<'a> {
+        data: &'a [u8],
+        ok: usize,
+    }
+
+    impl Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.ok == 0 {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(self.ok).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.ok -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn io_errors_are_reported_as_such() {
+        let mut w = Writer::new(Vec::new(), lim(), 0).unwrap();
+        w.select_db(0, 1, 0).unwrap();
+        w.key(b"k", &Value::Str(StrValue::from_vec(vec![b'x'; 100])), None)
+            .unwrap();
+        let file = w.finish().unwrap();
+        let r = Failing {
+            data: &file,
+            ok: file.len() - 20,
+        };
+        match read(r, file.len() as u64, &lim(), |_| {}) {
+            Err(ReadError::Io(e)) => assert_eq!(e.to_string(), "disk on fire"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+}
