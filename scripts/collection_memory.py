@@ -41,8 +41,29 @@ def list_of(values):
     return commands
 
 
+def one_key(cmd, key, args_of):
+    """`cmd key ...` commands adding n elements, BATCH per command;
+    `args_of(i)` gives the arguments one element adds."""
+    def commands(n):
+        for start in range(0, n, BATCH):
+            args = [cmd, key]
+            for i in range(start, min(n, start + BATCH)):
+                args.extend(args_of(i))
+            yield args
+    return commands
+
+
+def small_hashes(n):
+    """n / 10 hashes of 5 fields, like the click log's {user}:{item}."""
+    for i in range(n // 10):
+        yield [b"HSET", b"h:%d" % i, b"readAt", b"%d" % (1700000000000 + i),
+               b"isRecommended", b"%d" % (i % 2), b"user", b"%d" % (i // 50),
+               b"item", b"%d" % (i % 5000), b"source", b"web"]
+
+
 # name -> (description, key to report OBJECT ENCODING of, command
-# generator for n elements)
+# generator for n elements[, elements per unit reported: small hashes are
+# reported per hash, n / 10 of them])
 WORKLOADS = {
     "list_str11": (
         "list of 11-byte strings",
@@ -53,6 +74,27 @@ WORKLOADS = {
         "list of small integers (0..999)",
         b"list",
         list_of(lambda n: (b"%d" % (i % 1000) for i in range(n))),
+    ),
+    "set_str": (
+        "set of 11-byte strings",
+        b"set",
+        one_key(b"SADD", b"set", lambda i: [b"m%010d" % i]),
+    ),
+    "hash_big": (
+        "hash of 11-byte fields and 8-byte values",
+        b"hash",
+        one_key(b"HSET", b"hash", lambda i: [b"f%010d" % i, b"%08d" % i]),
+    ),
+    "zset_big": (
+        "sorted set of 11-byte members",
+        b"zset",
+        one_key(b"ZADD", b"zset", lambda i: [b"%d" % (i * 7 % 1000003), b"m%010d" % i]),
+    ),
+    "hash_small": (
+        "hashes of 5 fields (per hash)",
+        b"h:0",
+        small_hashes,
+        10,
     ),
 }
 
@@ -162,7 +204,8 @@ def load(conn, commands, n, window=200):
 
 def measure(argv, port, workload, elements):
     """Starts a server, loads the workload; (used_memory, rss) per element."""
-    desc, key, commands = workload
+    desc, key, commands = workload[:3]
+    units = elements // (workload[3] if len(workload) > 3 else 1)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         conn = wait_ready(port)
@@ -171,7 +214,7 @@ def measure(argv, port, workload, elements):
         load(conn, commands, elements)
         used1, rss1 = used_memory(conn), rss_bytes(proc.pid)
         encoding = conn.call(b"OBJECT", b"ENCODING", key).decode()
-        return (used1 - used0) / elements, (rss1 - rss0) / elements, encoding
+        return (used1 - used0) / units, (rss1 - rss0) / units, encoding
     finally:
         proc.terminate()
         proc.wait(timeout=30)

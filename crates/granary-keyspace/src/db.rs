@@ -505,7 +505,7 @@ mod tests {
         db.insert(
             hash_bytes(k.as_bytes()),
             k.as_bytes(),
-            Value::Hash(Box::new(h)),
+            Value::Hash(h),
             None,
             0,
         );

@@ -4,12 +4,14 @@ use crate::compact::{Key, StrValue};
 use crate::dict::DictItem;
 use crate::types::{HashValue, ListValue, SetValue, ZSetValue};
 
-/// A value of one of Redis's types. Collections are boxed so that a value
-/// stays 24 bytes inside its entry.
+/// A value of one of Redis's types, 24 bytes inside its entry. A hash is
+/// held directly (its small form is one exact-size listpack buffer, so a
+/// small hash costs a single allocation besides its entry); the other
+/// collections are boxed to fit.
 #[derive(Clone)]
 pub enum Value {
     Str(StrValue),
-    Hash(Box<HashValue>),
+    Hash(HashValue),
     List(Box<ListValue>),
     Set(Box<SetValue>),
     ZSet(Box<ZSetValue>),

@@ -398,7 +398,7 @@ fn read_plain_hash(input: &mut Input, lim: &Limits) -> Result<Value> {
         let v = input.string()?;
         hash_insert(&mut h, &f, &v, lim)?;
     }
-    Ok(Value::Hash(Box::new(h)))
+    Ok(Value::Hash(h))
 }
 
 fn read_listpack_hash(input: &mut Input, lim: &Limits) -> Result<Value> {
@@ -417,7 +417,7 @@ fn hash_from(entries: &[LpEntry], lim: &Limits) -> Result<Value> {
     for pair in entries.chunks_exact(2) {
         hash_insert(&mut h, &pair[0].to_vec(), &pair[1].to_vec(), lim)?;
     }
-    Ok(Value::Hash(Box::new(h)))
+    Ok(Value::Hash(h))
 }
 
 /// Adds members as ZADD does; NaN scores and repeated members are corrupt.
@@ -564,7 +564,7 @@ pub(crate) mod tests {
                 Value::List(Box::new(list)),
                 Value::Set(Box::new(ints)),
                 Value::Set(Box::new(strs)),
-                Value::Hash(Box::new(h)),
+                Value::Hash(h),
                 Value::ZSet(Box::new(z)),
             ] {
                 out.push(c);

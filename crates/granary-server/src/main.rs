@@ -1,7 +1,7 @@
-use granary_keyspace::alloc::Counting;
+use granary_keyspace::alloc::{Counting, MiMalloc};
 
 #[global_allocator]
-static ALLOC: Counting<mimalloc::MiMalloc> = Counting(mimalloc::MiMalloc);
+static ALLOC: Counting<MiMalloc> = Counting(MiMalloc);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

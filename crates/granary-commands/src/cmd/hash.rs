@@ -86,8 +86,7 @@ fn write<R>(
         if !create {
             return Ok(None);
         }
-        c.store
-            .set(key, Value::Hash(Box::new(HashValue::new())), None);
+        c.store.set(key, Value::Hash(HashValue::new()), None);
     }
     let Some(Value::Hash(h)) = c.store.entry(key).map(|e| &mut e.value) else {
         return Err("ERR internal error: hash vanished".into());

@@ -344,8 +344,10 @@ impl HashValue {
         match self {
             HashValue::Listpack(b) => match lp_find(b, field) {
                 Some(s) => {
-                    let mut v = std::mem::take(b).into_vec();
-                    v.drain(s.start..s.end());
+                    // A new exact-size buffer (see lp_set).
+                    let mut v = Vec::with_capacity(b.len() - (s.end() - s.start));
+                    v.extend_from_slice(&b[..s.start]);
+                    v.extend_from_slice(&b[s.end()..]);
                     *b = v.into_boxed_slice();
                     true
                 }
@@ -541,26 +543,35 @@ impl Table {
 
 /// Sets a field in a listpack buffer, rebuilding it at its exact size;
 /// true if the field is new (appended at the end).
+///
+/// The new buffer is allocated at exactly its final size: a `Vec` grown by
+/// pushing and then shrunk would keep its doubled block (the allocator
+/// shrinks in place), which for small hashes cost a third more memory.
 fn lp_set(b: &mut Box<[u8]>, field: &[u8], value: &[u8]) -> bool {
-    let found = lp_find(b, field);
-    let mut v = std::mem::take(b).into_vec();
-    let new = match found {
+    let entry_len =
+        |f: &[u8], v: &[u8]| varint_len(f.len()) + f.len() + varint_len(v.len()) + v.len();
+    match lp_find(b, field) {
         Some(s) => {
-            let mut entry = Vec::with_capacity(value.len() + 5);
-            put_varint(&mut entry, value.len());
-            entry.extend_from_slice(value);
-            // Replace the value (with its length prefix) in place.
+            // Replace the value (with its length prefix).
             let vstart = s.value.0 - varint_len(s.value.1 - s.value.0);
-            v.splice(vstart..s.value.1, entry);
+            let mut v = Vec::with_capacity(
+                b.len() - (s.value.1 - vstart) + varint_len(value.len()) + value.len(),
+            );
+            v.extend_from_slice(&b[..vstart]);
+            put_varint(&mut v, value.len());
+            v.extend_from_slice(value);
+            v.extend_from_slice(&b[s.value.1..]);
+            *b = v.into_boxed_slice();
             false
         }
         None => {
+            let mut v = Vec::with_capacity(b.len() + entry_len(field, value));
+            v.extend_from_slice(b);
             lp_push(&mut v, field, value);
+            *b = v.into_boxed_slice();
             true
         }
-    };
-    *b = v.into_boxed_slice();
-    new
+    }
 }
 
 fn varint_len(mut n: usize) -> usize {
