@@ -138,12 +138,41 @@ impl Treap {
         }
     }
 
+    /// Points the link that led to a subtree (`parent`'s child on `side`,
+    /// or the root) at `t`.
+    fn relink(&mut self, parent: u32, went_right: bool, t: u32) {
+        if parent == NIL {
+            self.root = t;
+        } else if went_right {
+            self.nodes[parent as usize].right = t;
+        } else {
+            self.nodes[parent as usize].left = t;
+        }
+    }
+
+    /// Inserts in one descent: down the path while the nodes outrank the
+    /// new one's priority (each gains a descendant), then the subtree found
+    /// there is split around the item and hung below it. The subtree is
+    /// small in expectation, so this costs one root-to-leaf walk, not the
+    /// split-and-merge of the whole tree.
     fn insert(&mut self, item: Item) {
         let pri = self.next_pri();
+        let (mut parent, mut went_right, mut t) = (NIL, false, self.root);
+        while t != NIL && self.nodes[t as usize].pri > pri {
+            let n = &mut self.nodes[t as usize];
+            n.size += 1;
+            parent = t;
+            went_right = n.item.cmp_to(item.score, item.member.as_bytes()) == Ordering::Less;
+            t = if went_right { n.right } else { n.left };
+        }
+        let (score, member) = (item.score, item.member.clone());
+        let (l, r) = self.split(t, &|it| {
+            it.cmp_to(score, member.as_bytes()) == Ordering::Less
+        });
         let node = Node {
             item,
-            left: NIL,
-            right: NIL,
+            left: l,
+            right: r,
             size: 1,
             pri,
         };
@@ -157,26 +186,40 @@ impl Treap {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (s, m) = {
-            let it = &self.nodes[idx as usize].item;
-            (it.score, it.member.clone())
-        };
-        let (l, r) = self.split(self.root, &|it| {
-            it.cmp_to(s, m.as_bytes()) == Ordering::Less
-        });
-        let l = self.merge(l, idx);
-        self.root = self.merge(l, r);
+        self.update(idx);
+        self.relink(parent, went_right, idx);
     }
 
+    /// Removes the item (score, member) if present, in one descent: its
+    /// two subtrees are merged in its place and the nodes above lose one
+    /// descendant.
     fn remove(&mut self, score: f64, member: &[u8]) {
-        let (l, r) = self.split(self.root, &|it| it.cmp_to(score, member) == Ordering::Less);
-        let (mid, r) = self.split(r, &|it| it.cmp_to(score, member) != Ordering::Greater);
-        if mid != NIL {
-            // Release the member's memory now; the slot is reused later.
-            self.nodes[mid as usize].item.member = Key::new(b"");
-            self.free.push(mid);
+        let mut path: smallvec::SmallVec<[u32; 64]> = smallvec::SmallVec::new();
+        let (mut parent, mut went_right, mut t) = (NIL, false, self.root);
+        while t != NIL {
+            let n = &self.nodes[t as usize];
+            match n.item.cmp_to(score, member) {
+                Ordering::Equal => break,
+                ord => {
+                    path.push(t);
+                    parent = t;
+                    went_right = ord == Ordering::Less;
+                    t = if went_right { n.right } else { n.left };
+                }
+            }
         }
-        self.root = self.merge(l, r);
+        if t == NIL {
+            return;
+        }
+        for &p in &path {
+            self.nodes[p as usize].size -= 1;
+        }
+        let (l, r) = (self.nodes[t as usize].left, self.nodes[t as usize].right);
+        let merged = self.merge(l, r);
+        self.relink(parent, went_right, merged);
+        // Release the member's memory now; the slot is reused later.
+        self.nodes[t as usize].item.member = Key::new(b"");
+        self.free.push(t);
     }
 
     /// How many items come before the first one where `before` is false.
@@ -538,6 +581,67 @@ mod tests {
 
     fn members(z: &ZSetValue, rev: bool) -> Vec<(Vec<u8>, f64)> {
         z.iter_from(0, rev).map(|(m, s)| (m.to_vec(), s)).collect()
+    }
+
+    /// Checks every node: subtree sizes, heap order of priorities, and
+    /// search order; returns the subtree's size.
+    fn check(t: &Treap, n: u32) -> u32 {
+        if n == NIL {
+            return 0;
+        }
+        let node = &t.nodes[n as usize];
+        for c in [node.left, node.right] {
+            if c != NIL {
+                assert!(t.nodes[c as usize].pri <= node.pri, "heap order");
+            }
+        }
+        if node.left != NIL {
+            let l = &t.nodes[node.left as usize].item;
+            assert_eq!(
+                l.cmp_to(node.item.score, node.item.member.as_bytes()),
+                Ordering::Less
+            );
+        }
+        if node.right != NIL {
+            let r = &t.nodes[node.right as usize].item;
+            assert_eq!(
+                r.cmp_to(node.item.score, node.item.member.as_bytes()),
+                Ordering::Greater
+            );
+        }
+        let size = 1 + check(t, node.left) + check(t, node.right);
+        assert_eq!(node.size, size, "subtree size");
+        size
+    }
+
+    #[test]
+    fn treap_keeps_its_invariants_under_churn() {
+        let mut t = Treap::new();
+        let mut present: Vec<(f64, Vec<u8>)> = Vec::new();
+        let mut x: u64 = 11;
+        for step in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let m = format!("m{}", (x >> 33) % 500).into_bytes();
+            let s = ((x >> 20) % 40) as f64;
+            if let Some(p) = present.iter().position(|(_, mm)| *mm == m) {
+                let (old, _) = present.swap_remove(p);
+                t.remove(old, &m);
+                // Removing what is absent changes nothing.
+                t.remove(old, &m);
+            } else {
+                t.insert(Item {
+                    score: s,
+                    member: Key::new(&m),
+                });
+                present.push((s, m));
+            }
+            if step % 500 == 0 {
+                assert_eq!(check(&t, t.root) as usize, present.len());
+            }
+        }
+        assert_eq!(check(&t, t.root) as usize, present.len());
     }
 
     #[test]
