@@ -39,6 +39,11 @@ pub struct ClientInfo {
     pub multi: AtomicI64,
     /// Keys watched (CLIENT LIST watch=).
     pub watching: AtomicUsize,
+    /// Channels, patterns and shard channels subscribed to (CLIENT LIST
+    /// sub=, psub=, ssub=).
+    pub sub: AtomicUsize,
+    pub psub: AtomicUsize,
+    pub ssub: AtomicUsize,
     /// A watched key changed: the next EXEC fails (Redis's CLIENT_DIRTY_CAS).
     /// Set by the writer of the key, so it lives in the shared part.
     pub dirty_cas: AtomicBool,
@@ -70,6 +75,9 @@ impl ClientInfo {
             no_touch: AtomicBool::new(false),
             multi: AtomicI64::new(-1),
             watching: AtomicUsize::new(0),
+            sub: AtomicUsize::new(0),
+            psub: AtomicUsize::new(0),
+            ssub: AtomicUsize::new(0),
             dirty_cas: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             wake: Notify::new(),
@@ -97,6 +105,8 @@ pub struct Client {
     /// True while EXEC runs the queue: blocking commands must not block
     /// (Redis checks CLIENT_MULTI for the same purpose).
     pub in_exec: bool,
+    /// Pub/sub subscriptions and the queue publishers deliver into.
+    pub pubsub: crate::pubsub::Subscriptions,
 }
 
 /// A transaction being queued.
@@ -131,11 +141,18 @@ impl Client {
             multi: None,
             watched: Vec::new(),
             in_exec: false,
+            pubsub: Default::default(),
         }
     }
 
     pub fn id(&self) -> u64 {
         self.info.id
+    }
+
+    /// In RESP2 subscribed mode (Redis's CLIENT_PUBSUB without RESP3): only
+    /// the pub/sub commands, PING, QUIT and RESET may run.
+    pub fn in_subscribed_mode(&self) -> bool {
+        !self.resp3 && self.pubsub.active()
     }
 
     pub fn select(&mut self, db: usize) {
@@ -150,6 +167,8 @@ pub struct Clients {
     map: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     /// Who watches which keys (WATCH).
     pub watches: Watches,
+    /// Who is subscribed to which channel (pub/sub).
+    pub pubsub: crate::pubsub::PubSub,
 }
 
 impl Clients {

@@ -114,6 +114,11 @@ pub fn execute_at(
             }
         }
     }
+    if client.in_subscribed_mode() && !crate::cmd::pubsub::allowed_when_subscribed(spec) {
+        server.command_stats[idx].rejected.fetch_add(1, Relaxed);
+        let msg = crate::cmd::pubsub::subscribed_mode_error(spec);
+        return reject(server, client, out, msg.as_bytes());
+    }
     client.info.last_cmd.store(idx, Relaxed);
     // Transaction state is rare: one test of two fields otherwise.
     if (client.multi.is_some() || !client.watched.is_empty())

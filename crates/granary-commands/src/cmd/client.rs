@@ -151,6 +151,14 @@ fn setinfo(c: &mut Ctx) -> CmdResult {
 pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     let mut flags = String::new();
     let multi = info.multi.load(Relaxed);
+    let (sub, psub, ssub) = (
+        info.sub.load(Relaxed),
+        info.psub.load(Relaxed),
+        info.ssub.load(Relaxed),
+    );
+    if sub + psub + ssub > 0 {
+        flags.push('P');
+    }
     if multi >= 0 {
         flags.push('x');
     }
@@ -180,7 +188,7 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     let lib_ver = info.lib_ver.lock().clone().unwrap_or_default();
     format!(
         "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db={} \
-         sub=0 psub=0 ssub=0 multi={multi} watch={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 \
+         sub={sub} psub={psub} ssub={ssub} multi={multi} watch={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 \
          rbs={obuf} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={cmd} user={user} \
          redir=-1 resp={} lib-name={lib_name} lib-ver={lib_ver}",
         info.id,

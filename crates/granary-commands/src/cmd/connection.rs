@@ -56,6 +56,13 @@ pub static COMMANDS: &[Spec] = &[
 ];
 
 fn ping(c: &mut Ctx) -> CmdResult {
+    if c.client.in_subscribed_mode() && c.args.len() <= 2 {
+        // Subscribed RESP2 clients get a message-shaped reply (pubsub.c).
+        c.out.array(2);
+        c.out.bulk(b"pong");
+        c.out.bulk(c.args.get(1).map_or(&b""[..], |a| &a[..]));
+        return Ok(());
+    }
     match c.args.len() {
         1 => c.out.simple("PONG"),
         2 => c.out.bulk(&c.args[1]),
@@ -76,6 +83,7 @@ fn quit(c: &mut Ctx) -> CmdResult {
 }
 
 fn reset(c: &mut Ctx) -> CmdResult {
+    crate::pubsub::unsubscribe_all(c.server, c.client);
     c.client.select(0);
     c.client.resp3 = false;
     c.out.set_resp3(false);

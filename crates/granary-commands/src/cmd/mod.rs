@@ -2,7 +2,8 @@
 //! `string` (t_string.c), `bitmap` (bitops.c), `hyperloglog`
 //! (hyperloglog.c), `keys` (db.c, object.c), `dump` (DUMP/RESTORE, cluster.c),
 //! `expire` (expire.c), `list` (t_list.c), `hash` (t_hash.c), `set`
-//! (t_set.c), `zset` (t_zset.c), `multi` (multi.c), `connection`, `client`,
+//! (t_set.c), `zset` (t_zset.c), `geo` (geo.c), `pubsub` (pubsub.c),
+//! `multi` (multi.c), `connection`, `client`,
 //! `server` (INFO, CONFIG, DEBUG, SHUTDOWN, ...), `introspection`
 //! (COMMAND). Each exports `COMMANDS`, its slice of the command table.
 
@@ -11,12 +12,14 @@ pub mod client;
 pub mod connection;
 pub mod dump;
 pub mod expire;
+pub mod geo;
 pub mod hash;
 pub mod hyperloglog;
 pub mod introspection;
 pub mod keys;
 pub mod list;
 pub mod multi;
+pub mod pubsub;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -36,8 +39,10 @@ pub static FAMILIES: &[&[Spec]] = &[
     expire::COMMANDS,
     hash::COMMANDS,
     multi::COMMANDS,
+    pubsub::COMMANDS,
     set::COMMANDS,
     zset::COMMANDS,
+    geo::COMMANDS,
     server::COMMANDS,
     introspection::COMMANDS,
 ];

@@ -100,7 +100,7 @@ fn numkeys_keys(args: &[Bytes], at: usize) -> Vec<usize> {
     (first..last).collect()
 }
 
-fn limits(c: &Ctx) -> Limits {
+pub(crate) fn limits(c: &Ctx) -> Limits {
     let h = &c.server.config.hot;
     Limits {
         entries: h.zset_max_listpack_entries.load(Relaxed).max(0) as usize,
@@ -133,7 +133,7 @@ fn zwrite<'s>(store: &'s mut Store, key: &[u8]) -> Result<Option<&'s mut ZSetVal
 /// After a write that changed `key`, which now holds `len` members:
 /// deletes it if it became empty (as Redis does), else reports the
 /// modification and wakes clients blocked on it (BZPOPMIN & co.).
-fn finish_write(store: &mut Store, key: &[u8], len: usize) {
+pub(crate) fn finish_write(store: &mut Store, key: &[u8], len: usize) {
     if len == 0 {
         store.remove(key);
     } else {
@@ -145,7 +145,7 @@ fn finish_write(store: &mut Store, key: &[u8], len: usize) {
 
 /// Stores `items` (sorted) at `dst`, replacing whatever was there, or
 /// deletes `dst` when there are none (ZRANGESTORE, Z*STORE).
-fn store_result(store: &mut Store, dst: &[u8], items: &[(Vec<u8>, f64)], lim: Limits) {
+pub(crate) fn store_result(store: &mut Store, dst: &[u8], items: &[(Vec<u8>, f64)], lim: Limits) {
     if items.is_empty() {
         store.remove(dst);
         return;
@@ -167,7 +167,7 @@ fn store_result(store: &mut Store, dst: &[u8], items: &[(Vec<u8>, f64)], lim: Li
 
 /// A score argument as Redis's getDoubleFromObject reads it: strtod over
 /// the whole argument, no leading space, no overflow, not NaN.
-fn parse_score(arg: &[u8]) -> Option<f64> {
+pub(crate) fn parse_score(arg: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(arg).ok()?;
     if s.is_empty() || s.as_bytes()[0].is_ascii_whitespace() || s.as_bytes()[0] == 0x0b {
         return None;

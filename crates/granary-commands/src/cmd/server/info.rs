@@ -183,6 +183,16 @@ fn server_section(server: &Server, s: &mut Section) {
     );
 }
 
+/// Clients subscribed to anything (Redis's CLIENT_PUBSUB count).
+fn pubsub_clients(server: &Server) -> usize {
+    server
+        .clients
+        .all()
+        .iter()
+        .filter(|c| c.sub.load(Relaxed) + c.psub.load(Relaxed) + c.ssub.load(Relaxed) > 0)
+        .count()
+}
+
 fn clients_section(server: &Server, s: &mut Section) {
     let clients = server.clients.all();
     let max_in = clients
@@ -217,6 +227,7 @@ fn clients_section(server: &Server, s: &mut Section) {
             "blocked_clients" => s.field(name, crate::blocking::blocked_clients()),
             "clients_in_timeout_table" => s.field(name, crate::blocking::clients_with_timeout()),
             "total_blocking_keys" => s.field(name, crate::blocking::blocking_keys()),
+            "pubsub_clients" => s.field(name, pubsub_clients(server)),
             // Only XREADGROUP (no streams yet) waits for a key's deletion.
             _ => s.field(name, 0),
         }
@@ -427,10 +438,13 @@ fn stats_section(server: &Server, s: &mut Section) {
     s.field("current_eviction_exceeded_time", 0);
     s.field("keyspace_hits", get(&st.keyspace_hits));
     s.field("keyspace_misses", get(&st.keyspace_misses));
+    {
+        use crate::pubsub::{total, Kind};
+        s.field("pubsub_channels", total(server, Kind::Channel));
+        s.field("pubsub_patterns", total(server, Kind::Pattern));
+        s.field("pubsubshard_channels", total(server, Kind::Shard));
+    }
     for name in [
-        "pubsub_channels",
-        "pubsub_patterns",
-        "pubsubshard_channels",
         "latest_fork_usec",
         "total_forks",
         "migrate_cached_sockets",
@@ -469,7 +483,12 @@ fn stats_section(server: &Server, s: &mut Section) {
         "acl_access_denied_key",
         "acl_access_denied_channel",
     ] {
-        s.field(name, 0);
+        if name == "client_output_buffer_limit_disconnections" {
+            let n = server.clients.pubsub.obuf_disconnections.load(Relaxed);
+            s.field(name, n);
+        } else {
+            s.field(name, 0);
+        }
     }
 }
 
