@@ -126,7 +126,7 @@ pub fn execute_at(
     {
         return None;
     }
-    run(server, client, spec, idx, args, out, now)
+    run(server, client, spec, idx, args, out, now, None)
 }
 
 /// A command rejected before running: inside MULTI this also dooms the
@@ -137,35 +137,6 @@ fn reject(server: &Server, client: &mut Client, out: &mut Reply, msg: &[u8]) -> 
     }
     reply_error(server, out, msg);
     None
-}
-
-/// Runs a resolved command, locking the shards of its keys.
-pub fn run(
-    server: &Server,
-    client: &mut Client,
-    spec: &'static Spec,
-    idx: usize,
-    args: &[Bytes],
-    out: &mut Reply,
-    now: u64,
-) -> Option<Action> {
-    run_with(server, client, spec, idx, args, out, now, None)
-}
-
-/// Runs a resolved command under shards the caller already holds: EXEC
-/// runs its whole queue under one `lock_all`, which makes it atomic.
-#[allow(clippy::too_many_arguments)]
-pub fn run_held(
-    server: &Server,
-    client: &mut Client,
-    spec: &'static Spec,
-    idx: usize,
-    args: &[Bytes],
-    out: &mut Reply,
-    now: u64,
-    held: &mut dyn ShardAccess,
-) -> Option<Action> {
-    run_with(server, client, spec, idx, args, out, now, Some(held))
 }
 
 /// A store over the shards of the command's declared keys, locked.
@@ -189,8 +160,11 @@ fn lock_for<'s>(server: &'s Server, spec: &Spec, args: &[Bytes], db: usize, now:
     }
 }
 
+/// Runs a resolved command: it locks the shards of its keys, or, with
+/// `held`, runs under shards the caller already holds (EXEC runs its whole
+/// queue under one `lock_all`, which makes it atomic).
 #[allow(clippy::too_many_arguments)]
-fn run_with(
+pub fn run(
     server: &Server,
     client: &mut Client,
     spec: &'static Spec,

@@ -12,7 +12,7 @@
 
 use crate::client::{Client, Multi, Queued};
 use crate::ctx::{CmdResult, Ctx};
-use crate::dispatch::{reply_error, run_held};
+use crate::dispatch::{reply_error, run};
 use crate::server::Server;
 use crate::table::{flag::*, Keys, Spec};
 use crate::watch::{unwatch_all, watch_key};
@@ -168,8 +168,15 @@ fn exec(c: &mut Ctx) -> CmdResult {
     let mut action = None;
     for q in &m.queue {
         c.client.info.last_cmd.store(q.idx, Relaxed);
-        let a = run_held(
-            server, c.client, q.spec, q.idx, &q.args, c.out, now, &mut all,
+        let a = run(
+            server,
+            c.client,
+            q.spec,
+            q.idx,
+            &q.args,
+            c.out,
+            now,
+            Some(&mut all),
         );
         // Close, Shutdown or Sleep from a queued command: keep the last.
         if a.is_some() {
