@@ -64,7 +64,37 @@ ensure_redis_tools() {
     if [ "$added" -eq 1 ]; then as_root rm -f "$policy"; fi
 }
 
+# PostgreSQL binaries for the write-behind tests, which start their own
+# server (initdb in a temporary directory, a free port). Debian's own cluster
+# service must not start, hence the same policy-rc.d trick.
+ensure_postgres() {
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        return 0
+    fi
+    step "installing postgresql"
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod +x "$policy"
+        added=1
+    fi
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends postgresql-15 ||
+        as_root apt-get install -y -q --no-install-recommends postgresql
+    if [ "$added" -eq 1 ]; then as_root rm -f "$policy"; fi
+}
+
 # Debian's own python3 has no venv/ensurepip without python3-venv.
+# Node.js and npm for the BullMQ job-queue test (tests/python/test_bullmq.py).
+ensure_node() {
+    if command -v node >/dev/null && command -v npm >/dev/null; then
+        return 0
+    fi
+    step "installing nodejs and npm"
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends nodejs npm
+}
+
 ensure_venv() {
     if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
         rm -rf "$VENV" # a half-made venv from an interrupted run
@@ -104,6 +134,8 @@ count() {
 }
 
 ensure_redis_tools
+ensure_postgres
+ensure_node
 ensure_venv
 
 run fmt cargo fmt --all -- --check --color never || true

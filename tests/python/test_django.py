@@ -108,10 +108,8 @@ def test_incr_decr_keep_ttl(cache):
     assert 0 < cache.ttl("n") <= 100
 
 
-# django-redis runs INCR as a Lua script (EXISTS then INCRBY). On an error
-# reply it falls back to TTL+GET+SET, which works for existing keys (above)
-# but turns a missing key into a TypeError instead of ValueError.
-@pytest.mark.xfail(strict=True, reason="Lua arrives with issue 5")
+# django-redis runs INCR as a Lua script (EXISTS then INCRBY), whose
+# error for a missing key it turns into ValueError.
 def test_incr_missing_key_raises_value_error(cache):
     with pytest.raises(ValueError):
         cache.incr("missing")

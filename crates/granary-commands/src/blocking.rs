@@ -261,6 +261,12 @@ pub fn may_take(me: Option<&Arc<Waiter>>, key: &[u8]) -> bool {
     me.is_none_or(|w| is_first(w, key) && w.claim(TAKING))
 }
 
+/// Like `may_take` without the first-waiter rule, for stream readers: one
+/// new entry serves every client blocked on the stream.
+pub fn may_serve(me: Option<&Arc<Waiter>>) -> bool {
+    me.is_none_or(|w| w.claim(TAKING))
+}
+
 /// CLIENT UNBLOCK: ends the wait of `client` if it is blocked (with the
 /// timeout reply, or the UNBLOCKED error when `error`). Its own connection
 /// replies and leaves the queues. False if it is not blocked.

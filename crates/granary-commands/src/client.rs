@@ -50,6 +50,10 @@ pub struct ClientInfo {
     /// Set by CLIENT KILL; the connection closes at its next wake-up.
     pub killed: AtomicBool,
     pub wake: Notify,
+    /// CLIENT TRACKING flags and redirect id, for CLIENT LIST (t, R, B,
+    /// redir=); kept by `crate::tracking`.
+    pub tracking: std::sync::atomic::AtomicU32,
+    pub tracking_redir: AtomicI64,
 }
 
 impl ClientInfo {
@@ -81,6 +85,8 @@ impl ClientInfo {
             dirty_cas: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             wake: Notify::new(),
+            tracking: Default::default(),
+            tracking_redir: AtomicI64::new(-1),
         }
     }
 
@@ -107,6 +113,8 @@ pub struct Client {
     pub in_exec: bool,
     /// Pub/sub subscriptions and the queue publishers deliver into.
     pub pubsub: crate::pubsub::Subscriptions,
+    /// CLIENT TRACKING mode (`crate::tracking::flags`; 0: off).
+    pub tracking: u32,
 }
 
 /// A transaction being queued.
@@ -142,6 +150,7 @@ impl Client {
             watched: Vec::new(),
             in_exec: false,
             pubsub: Default::default(),
+            tracking: 0,
         }
     }
 
@@ -169,6 +178,8 @@ pub struct Clients {
     pub watches: Watches,
     /// Who is subscribed to which channel (pub/sub).
     pub pubsub: crate::pubsub::PubSub,
+    /// Client-side caching: who tracks which keys.
+    pub tracking: crate::tracking::Table,
 }
 
 impl Clients {

@@ -137,7 +137,11 @@ pub static PARAMS: &[Param] = &[
         "67108864",
         Kind::Memory(0, MAXI),
     ),
-    p("notify-keyspace-events", "", Kind::Str),
+    p(
+        "notify-keyspace-events",
+        "",
+        Kind::Special(crate::notify::normalize),
+    ),
     p("hash-max-listpack-entries", "512", Kind::Int(0, MAXI)),
     p("hash-max-listpack-value", "64", Kind::Int(0, MAXI)),
     p("set-max-intset-entries", "512", Kind::Int(0, MAXI)),
@@ -198,7 +202,28 @@ pub static PARAMS: &[Param] = &[
         Kind::Enum(&["no", "yes", "relative", "absolute"]),
     ),
     p("locale-collate", "", Kind::Str),
+    // Write-behind (docs/writebehind.md). Rules change at run time through
+    // WRITEBEHIND RULE ADD/DEL, which keep this value current.
+    fixed("writebehind-sink", "", Kind::Special(validate_wb_sink)),
+    fixed("writebehind-rule", "", Kind::Special(validate_wb_rules)),
+    p("writebehind-interval", "1000", Kind::Int(1, 3_600_000)),
+    p("writebehind-batch-size", "10000", Kind::Int(1, 10_000_000)),
+    p("writebehind-max-pending", "1000000", Kind::Int(1, MAXI)),
+    p(
+        "writebehind-overflow",
+        "refuse",
+        Kind::Enum(&["refuse", "accept"]),
+    ),
 ];
+
+fn validate_wb_sink(v: &str) -> Result<String, String> {
+    granary_writebehind::sink::check_spec(v).map(|_| v.trim().to_string())
+}
+
+/// Rules separated by ';' (one config-file line each, joined on load).
+fn validate_wb_rules(v: &str) -> Result<String, String> {
+    granary_writebehind::rules::RuleSet::parse(v).map(|r| r.render())
+}
 
 /// Redis accepts 0..INT_MAX for hz and clamps it into 1..=500.
 fn clamp_hz(v: &str) -> Result<String, String> {
@@ -370,6 +395,8 @@ pub struct Hot {
     pub zset_max_listpack_value: AtomicI64,
     pub list_max_listpack_size: AtomicI64,
     pub hll_sparse_max_bytes: AtomicI64,
+    /// notify-keyspace-events as Redis's NOTIFY_* bits, read per event.
+    pub notify_keyspace_events: std::sync::atomic::AtomicU32,
 }
 
 pub struct Config {
@@ -425,6 +452,7 @@ impl Config {
         let v = normalize(p, value)?;
         self.values.write().insert(p.name, v);
         self.refresh_hot(p.name);
+        self.keep_event_flags(p.name, value);
         Ok(())
     }
 
@@ -446,6 +474,16 @@ impl Config {
             }
         }
         out
+    }
+
+    /// The canonical notify-keyspace-events string drops 'n' next to 'A'
+    /// (as Redis prints it), but the classes given still apply: keep the
+    /// flags parsed from the value as given.
+    fn keep_event_flags(&self, name: &str, given: &str) {
+        if name == "notify-keyspace-events" {
+            let flags = crate::notify::parse(given).unwrap_or(0);
+            self.hot.notify_keyspace_events.store(flags, Relaxed);
+        }
     }
 
     fn refresh_hot(&self, name: &str) {
@@ -470,6 +508,9 @@ impl Config {
             "zset-max-listpack-value" => h.zset_max_listpack_value.store(int(), Relaxed),
             "list-max-listpack-size" => h.list_max_listpack_size.store(int(), Relaxed),
             "hll-sparse-max-bytes" => h.hll_sparse_max_bytes.store(int(), Relaxed),
+            "notify-keyspace-events" => h
+                .notify_keyspace_events
+                .store(crate::notify::parse(&v).unwrap_or(0), Relaxed),
             _ => {}
         }
     }
@@ -518,8 +559,9 @@ impl Config {
                 map.insert(p.name, v);
             }
         }
-        for p in &params {
+        for (p, (_, value)) in params.iter().zip(pairs) {
             self.refresh_hot(p.name);
+            self.keep_event_flags(p.name, value);
         }
         Ok(())
     }

@@ -66,13 +66,24 @@ fn expire_pass(s: &Server) -> bool {
         let mut expired = 0;
         for (dbi, db) in shard.dbs.iter_mut().enumerate() {
             if db.volatile() > 0 {
-                more |= db.expire_due(now, EXPIRE_BATCH, |_| expired += 1);
+                more |= db.expire_due(now, EXPIRE_BATCH, |e| {
+                    expired += 1;
+                    crate::ctx::key_expired(s, dbi, e.key());
+                });
             }
             if db.has_hash_ttls() {
                 // Hash fields with a TTL that nobody reads (HEXPIRE & co.).
+                let mut changed = Vec::new();
                 more |= db.expire_hash_fields_due(now, EXPIRE_BATCH, |key, _| {
-                    crate::ctx::notify_modified(s, dbi, key)
+                    crate::ctx::notify_modified(s, dbi, key);
+                    changed.push(key.to_vec());
                 });
+                for key in changed {
+                    let gone = db
+                        .peek(granary_keyspace::hash_bytes(&key), &key, now)
+                        .is_none();
+                    crate::ctx::hash_fields_expired(s, dbi, &key, gone);
+                }
             }
         }
         drop(shard);

@@ -2,6 +2,7 @@
 //! client, the server, and [`Store`], the keys it has locked.
 
 use crate::client::Client;
+use crate::notify::{class, notify};
 use crate::server::Server;
 use crate::table::Spec;
 use bytes::Bytes;
@@ -93,6 +94,13 @@ impl Ctx<'_> {
         )
         .into()
     }
+
+    /// Publishes keyspace notification `event` about `key` in the selected
+    /// database (see [`crate::notify`]).
+    #[inline]
+    pub fn notify(&self, class: u32, event: &str, key: &[u8]) {
+        crate::notify::notify(self.server, class, event, key, self.store.db);
+    }
 }
 
 /// Access to locked shards: a command's own [`Locked`], or one its caller
@@ -162,6 +170,16 @@ impl<'a> Store<'a> {
         }
     }
 
+    /// The shard locks this command runs under, to lend to the commands a
+    /// script runs (EVAL holds every shard, like EXEC).
+    pub fn shard_access(&mut self) -> Option<&mut dyn ShardAccess> {
+        match &mut self.locked {
+            Lock::Own(l) => Some(l),
+            Lock::Held(l) => Some(&mut **l),
+            Lock::None => None,
+        }
+    }
+
     /// Remembers `hash` as the hash of the argument `key` (same allocation).
     pub fn hint_hash(&mut self, key: &[u8], hash: u64) {
         self.hint = (key.as_ptr() as usize, key.len(), hash);
@@ -216,10 +234,12 @@ impl<'a> Store<'a> {
         let e = db.lookup(h, key, now, &mut expired, &mut fields);
         if expired > 0 {
             server.stats.expired_keys.fetch_add(expired, Relaxed);
+            key_expired(server, dbi, key);
         }
         if fields > 0 {
             // Hash fields whose TTL passed were deleted (maybe the key).
             notify_modified(server, dbi, key);
+            hash_fields_expired(server, dbi, key, e.is_none());
         }
         let e = e?;
         if touch {
@@ -235,10 +255,12 @@ impl<'a> Store<'a> {
     /// Looks up a key for a read command, counting keyspace hits and misses.
     pub fn read(&mut self, key: &[u8]) -> Option<&mut Entry> {
         let server = self.server;
+        let db = self.db;
         let e = self.entry(key);
         let stat = if e.is_some() {
             &server.stats.keyspace_hits
         } else {
+            notify(server, class::KEY_MISS, "keymiss", key, db);
             &server.stats.keyspace_misses
         };
         stat.fetch_add(1, Relaxed);
@@ -278,17 +300,32 @@ impl<'a> Store<'a> {
         value: Value,
         expire: Option<u64>,
     ) -> Option<Value> {
+        if self.server.config.hot.notify_keyspace_events.load(Relaxed) != 0 {
+            // An expired old value is deleted first ("expired"), so the
+            // key is "new", as Redis's lookupKeyWrite then dbAdd.
+            self.entry_in(dbi, key);
+        }
         let h = self.hash(key);
         let clock = self.clock();
         // A list stored whole (RENAME, MOVE, COPY...) serves blocked clients.
         let list_len = match &value {
             Value::List(l) => l.len(),
+            // Every reader blocked on a stream may have something now.
+            Value::Stream(_) => usize::MAX,
             _ => 0,
         };
         let db = self.db_of(dbi, h);
         let old = db.insert(h, key, value, expire, clock);
+        if old.is_none() {
+            notify(self.server, class::NEW, "new", key, dbi);
+        }
         self.modified(dbi, key);
-        crate::blocking::signal(dbi, key, list_len);
+        // A stream replaced: its blocked XREADGROUP clients get an error.
+        let wake = match &old {
+            Some(Value::Stream(_)) => usize::MAX,
+            _ => list_len,
+        };
+        crate::blocking::signal(dbi, key, wake);
         old
     }
 
@@ -302,6 +339,12 @@ impl<'a> Store<'a> {
         let h = self.hash(key);
         let e = self.db_of(dbi, h).remove(h, key);
         self.modified(dbi, key);
+        if e.as_ref()
+            .is_some_and(|e| matches!(e.value, Value::Stream(_)))
+        {
+            // Clients blocked in XREADGROUP on it get an error.
+            crate::blocking::signal(dbi, key, usize::MAX);
+        }
         e
     }
 
@@ -350,12 +393,33 @@ impl<'a> Store<'a> {
     }
 }
 
+/// A key was deleted because its TTL passed (lazily or by the cron).
+pub fn key_expired(server: &Server, db: usize, key: &[u8]) {
+    notify(server, class::EXPIRED, "expired", key, db);
+    crate::tracking::invalidate_key(server, key);
+    // The expired key's rows follow it (write-behind).
+    server.writebehind.on_write(db, key);
+}
+
+/// Fields of the hash at `key` expired (lazily or by the cron), which
+/// deleted the key if `gone`.
+pub fn hash_fields_expired(server: &Server, db: usize, key: &[u8], gone: bool) {
+    notify(server, class::HASH, "hexpired", key, db);
+    if gone {
+        notify(server, class::GENERIC, "del", key, db);
+    }
+}
+
 /// `Store::modified` for callers that hold a borrow of the store.
 #[inline]
 pub fn notify_modified(server: &Server, db: usize, key: &[u8]) {
     server.dirty.fetch_add(1, Relaxed);
     // One relaxed load unless some client WATCHes a key.
     server.clients.watches.touch(db, key);
+    // One relaxed load unless some client tracks keys.
+    crate::tracking::invalidate_key(server, key);
+    // One relaxed load unless write-behind is on.
+    server.writebehind.on_write(db, key);
 }
 
 // keys helpers
@@ -395,6 +459,7 @@ impl Store<'_> {
     pub fn db_replaced(&mut self, db: usize, removed: u64) {
         self.server.dirty.fetch_add(removed, Relaxed);
         let server = self.server;
+        server.writebehind.on_emptied(db);
         server
             .clients
             .watches

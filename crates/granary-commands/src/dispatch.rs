@@ -106,6 +106,14 @@ pub fn execute_at(
         server.command_stats[idx].rejected.fetch_add(1, Relaxed);
         return reject(server, client, out, crate::ctx::err::NOAUTH.as_bytes());
     }
+    // While a script runs (holding every shard), wait for it or get BUSY,
+    // before taking any lock.
+    if server.scripting.busy.active() {
+        if let Err(e) = crate::cmd::scripting::busy::gate(server, spec, args) {
+            server.command_stats[idx].rejected.fetch_add(1, Relaxed);
+            return reject(server, client, out, e.as_bytes());
+        }
+    }
     if server.config.hot.maxmemory.load(Relaxed) != 0 {
         if let Err(e) = crate::evict::ensure_memory(server) {
             if spec.flags & flag::DENYOOM != 0 || multi::rejected_on_oom(client, spec) {
@@ -113,6 +121,11 @@ pub fn execute_at(
                 return reject(server, client, out, &e.0);
             }
         }
+    }
+    if crate::cmd::writebehind::refuses(server, spec, args, client.db) {
+        server.command_stats[idx].rejected.fetch_add(1, Relaxed);
+        let msg = crate::cmd::writebehind::BACKLOG_FULL.as_bytes();
+        return reject(server, client, out, msg);
     }
     if client.in_subscribed_mode() && !crate::cmd::pubsub::allowed_when_subscribed(spec) {
         server.command_stats[idx].rejected.fetch_add(1, Relaxed);
@@ -192,10 +205,20 @@ pub fn run(
         store,
         action: None,
     };
+    // NOLOOP needs to know who writes; nobody asks when nobody tracks.
+    let id = ctx.client.id();
+    let current = crate::tracking::active(server).then(|| crate::tracking::enter(id));
     let result = catch_unwind(AssertUnwindSafe(|| {
         let r = handler(&mut ctx);
         (r, ctx.action.take())
     }));
+    drop(current);
+    if ctx.client.tracking != 0 {
+        // Under the command's locks, so no write slips in between the
+        // read and its recording.
+        let ok = matches!(result, Ok((Ok(()), _)));
+        crate::tracking::after_command(server, ctx.client, spec, args, ok);
+    }
     // Release the shards before accounting.
     drop(ctx);
     let stat = &server.command_stats[idx];

@@ -129,6 +129,16 @@ fn evict_one(server: &Server, pool: Pool, rank: Rank, samples: usize, rng: &mut 
     match shard.dbs[c.db].remove(h, &c.key) {
         Some(entry) => {
             server.clients.watches.touch(c.db, &c.key);
+            crate::notify::notify(
+                server,
+                crate::notify::class::EVICTED,
+                "evicted",
+                &c.key,
+                c.db,
+            );
+            crate::tracking::invalidate_key(server, &c.key);
+            // An evicted key's rows follow it (write-behind).
+            server.writebehind.on_write(c.db, &c.key);
             drop(shard);
             server.stats.evicted_keys.fetch_add(1, Relaxed);
             server.dirty.fetch_add(1, Relaxed);

@@ -16,9 +16,11 @@ pub mod geohash;
 pub mod glob;
 pub mod lazyfree;
 pub mod longdouble;
+pub mod notify;
 pub mod pubsub;
 pub mod server;
 pub mod table;
+pub mod tracking;
 pub mod util;
 pub mod watch;
 

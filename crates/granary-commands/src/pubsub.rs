@@ -100,6 +100,12 @@ impl Subscriber {
         taken
     }
 
+    /// Queues a message that is not a PUBLISH (tracking invalidations),
+    /// under the same output-buffer limit.
+    pub fn push(&self, server: &Server, msg: Bytes) {
+        self.deliver(msg, &mut None, server);
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.queue.lock().messages.is_empty()
     }
@@ -369,6 +375,13 @@ pub fn publish(server: &Server, channel: &[u8], message: &[u8]) -> usize {
         receivers += subs.len();
     }
     receivers
+}
+
+/// The queue of client `id` if it is subscribed to `channel` (tracking
+/// finds RESP2 redirect clients on `__redis__:invalidate` this way).
+pub fn subscriber_of(server: &Server, channel: &[u8], id: u64) -> Option<Arc<Subscriber>> {
+    let map = server.clients.pubsub.channels.read();
+    map.get(channel)?.iter().find(|s| s.info.id == id).cloned()
 }
 
 /// SPUBLISH: shard channels have no patterns.

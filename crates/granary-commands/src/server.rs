@@ -51,6 +51,8 @@ pub struct Server {
     pub stats: Stats,
     pub command_stats: Vec<CommandStat>,
     pub lazyfree: LazyFree,
+    /// The Lua state, script cache, function libraries, busy-script state.
+    pub scripting: crate::cmd::scripting::Scripting,
     /// Writes since the last save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub started: Instant,
@@ -63,6 +65,8 @@ pub struct Server {
     pub shutting_down: AtomicBool,
     pub config_file: Option<std::path::PathBuf>,
     pub executable: String,
+    /// Write-behind to SQL (cmd/writebehind.rs); off without a sink.
+    pub writebehind: granary_writebehind::WriteBehind,
 }
 
 impl Server {
@@ -81,6 +85,7 @@ impl Server {
             .map(|_| format!("{:x}", rand::random::<u8>() % 16))
             .collect();
         let config_file = config.file.clone();
+        let writebehind = crate::cmd::writebehind::from_config(&config);
         Server {
             keyspace: Keyspace::new(databases),
             config,
@@ -88,6 +93,7 @@ impl Server {
             stats: Stats::default(),
             command_stats,
             lazyfree: LazyFree::start(),
+            scripting: crate::cmd::scripting::Scripting::new(),
             dirty: AtomicU64::new(0),
             started: Instant::now(),
             started_unix_ms: granary_keyspace::now_ms(),
@@ -100,6 +106,7 @@ impl Server {
             executable: std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            writebehind,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use crate::compact::{Key, StrValue};
 use crate::dict::DictItem;
-use crate::types::{HashValue, ListValue, SetValue, ZSetValue};
+use crate::types::{HashValue, ListValue, SetValue, Stream, ZSetValue};
 
 /// A value of one of Redis's types, 24 bytes inside its entry. A hash is
 /// held directly (its small form is one exact-size listpack buffer, so a
@@ -15,6 +15,7 @@ pub enum Value {
     List(Box<ListValue>),
     Set(Box<SetValue>),
     ZSet(Box<ZSetValue>),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -26,6 +27,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -37,6 +39,7 @@ impl Value {
             Value::List(l) => l.encoding(),
             Value::Set(s) => s.encoding(),
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -49,6 +52,7 @@ impl Value {
             Value::List(l) => l.len(),
             Value::Set(s) => s.len(),
             Value::ZSet(z) => z.len(),
+            Value::Stream(s) => s.free_effort(),
         }
     }
 }

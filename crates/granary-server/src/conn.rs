@@ -80,6 +80,7 @@ async fn handle(
     let mut client = Client::new(info.clone(), !hot.has_password.load(Relaxed));
     let result = serve_client(&server, &mut client, &mut stream).await;
     granary_commands::watch::unwatch_all(&server, &mut client);
+    granary_commands::tracking::disable(&server, &mut client);
     granary_commands::pubsub::unsubscribe_all(&server, &mut client);
     server.clients.unregister(info.id);
     result

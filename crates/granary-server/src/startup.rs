@@ -133,14 +133,24 @@ fn apply(config: &Config, d: &Directive) -> Result<(), String> {
             &format!("Bad directive or wrong number of arguments ('{}')", d.name),
         ));
     };
-    let multi = matches!(param.name, "save" | "bind" | "client-output-buffer-limit");
+    let multi = matches!(
+        param.name,
+        "save" | "bind" | "client-output-buffer-limit" | "writebehind-rule"
+    );
     if d.args.is_empty() || (!multi && d.args.len() != 1) {
         return Err(config_error(
             &d.origin,
             &format!("wrong number of arguments for '{}'", d.name),
         ));
     }
-    let value = d.args.join(" ");
+    let mut value = d.args.join(" ");
+    if param.name == "writebehind-rule" {
+        // Repeatable: each line adds a rule to those before it.
+        let before = config.get(param.name).unwrap_or_default();
+        if !before.is_empty() {
+            value = format!("{before}; {value}");
+        }
+    }
     config
         .set(&name, &value, true)
         .map_err(|e| config_error(&d.origin, &format!("'{}' {e}", d.name)))
@@ -203,7 +213,14 @@ pub fn run(opts: Options) -> i32 {
             return 1;
         }
     };
-    rt.block_on(serve(Arc::new(Server::new(config)), threads))
+    let server = Arc::new(Server::new(config));
+    let code = rt.block_on(serve(server.clone(), threads));
+    // SHUTDOWN NOSAVE during a busy script: the script's thread never
+    // returns, and dropping the runtime would wait for it forever.
+    if server.scripting.busy.active() {
+        rt.shutdown_background();
+    }
+    code
 }
 
 async fn serve(server: Arc<Server>, threads: usize) -> i32 {
@@ -255,6 +272,7 @@ async fn serve(server: Arc<Server>, threads: usize) -> i32 {
     );
     tracing::info!("Ready to accept connections tcp on {}", addrs.join(", "));
     granary_commands::cron::start(&server);
+    granary_commands::cmd::writebehind::start(&server);
     let only_loopback = listeners.iter().all(|l| {
         l.local_addr()
             .map(|a| a.ip().is_loopback())

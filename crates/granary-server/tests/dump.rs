@@ -563,6 +563,7 @@ fn value_contents(v: &granary_keyspace::Value) -> (String, Vec<Vec<u8>>) {
             v.sort();
             v
         }
+        Value::Stream(s) => vec![s.len().to_string().into_bytes()],
     };
     (v.type_name().to_string(), items)
 }

@@ -7,6 +7,7 @@
 
 use crate::cmd::string::{from_buf, take_buf};
 use crate::ctx::{err, CmdError, CmdResult, Ctx};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use granary_keyspace::Value;
@@ -209,11 +210,14 @@ fn with_bits_mut<R>(
             let mut buf = vec![0; need];
             let (r, _) = f(&mut buf);
             c.store.set(key, Value::Str(from_buf(buf)), None);
+            c.notify(class::STRING, "setbit", key);
             return Ok(r);
         }
     };
     if modified {
         c.store.modified(c.store.db, key);
+        // SETBIT and BITFIELD both notify "setbit".
+        c.notify(class::STRING, "setbit", key);
     }
     Ok(result)
 }
@@ -316,10 +320,12 @@ fn bitop(c: &mut Ctx) -> CmdResult {
     if result.is_empty() {
         if c.store.remove(dest).is_some() {
             c.store.modified(c.store.db, dest);
+            c.notify(class::GENERIC, "del", dest);
         }
     } else {
         c.store
             .set(dest, Value::Str(from_buf(result.clone())), None);
+        c.notify(class::STRING, "set", dest);
     }
     c.out.int(result.len() as i64);
     Ok(())

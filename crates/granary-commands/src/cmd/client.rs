@@ -165,6 +165,7 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
     if crate::blocking::is_blocked(info.id) {
         flags.push('b');
     }
+    flags.push_str(crate::tracking::list_flags(info));
     if info.dirty_cas.load(Relaxed) {
         flags.push('d');
     }
@@ -190,7 +191,7 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
         "id={} addr={} laddr={} fd={} name={name} age={} idle={} flags={flags} db={} \
          sub={sub} psub={psub} ssub={ssub} multi={multi} watch={} qbuf={qbuf} qbuf-free=0 argv-mem=0 multi-mem=0 \
          rbs={obuf} rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={cmd} user={user} \
-         redir=-1 resp={} lib-name={lib_name} lib-ver={lib_ver}",
+         redir={} resp={} lib-name={lib_name} lib-ver={lib_ver}",
         info.id,
         info.addr,
         info.laddr,
@@ -205,6 +206,7 @@ pub fn client_line(info: &ClientInfo, user: &str, now: u64) -> String {
             info.watching.load(Relaxed)
         },
         qbuf + obuf,
+        info.tracking_redir.load(Relaxed),
         info.resp.load(Relaxed),
     )
 }
@@ -485,40 +487,19 @@ fn unblock(c: &mut Ctx) -> CmdResult {
 }
 
 fn tracking(c: &mut Ctx) -> CmdResult {
-    if is(&c.args[2], "OFF") && c.args.len() == 3 {
-        // Tracking is never on, so turning it off is a no-op.
-        c.out.ok();
-        return Ok(());
-    }
-    if !is(&c.args[2], "ON") && !is(&c.args[2], "OFF") {
-        return Err(err::SYNTAX.into());
-    }
-    Err("ERR CLIENT TRACKING is not supported yet".into())
+    crate::tracking::tracking_command(c)
 }
 
 fn caching(c: &mut Ctx) -> CmdResult {
-    if !is(&c.args[2], "YES") && !is(&c.args[2], "NO") {
-        return Err(err::SYNTAX.into());
-    }
-    Err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled".into())
+    crate::tracking::caching_command(c)
 }
 
 fn getredir(c: &mut Ctx) -> CmdResult {
-    c.out.int(-1);
-    Ok(())
+    crate::tracking::getredir_command(c)
 }
 
 fn trackinginfo(c: &mut Ctx) -> CmdResult {
-    let out = &mut *c.out;
-    out.map(3);
-    out.bulk(b"flags");
-    out.set(1);
-    out.bulk(b"off");
-    out.bulk(b"redirect");
-    out.int(-1);
-    out.bulk(b"prefixes");
-    out.array(0);
-    Ok(())
+    crate::tracking::trackinginfo_command(c)
 }
 
 fn help(c: &mut Ctx) -> CmdResult {

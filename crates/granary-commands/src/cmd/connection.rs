@@ -83,6 +83,7 @@ fn quit(c: &mut Ctx) -> CmdResult {
 }
 
 fn reset(c: &mut Ctx) -> CmdResult {
+    crate::tracking::disable(c.server, c.client);
     crate::pubsub::unsubscribe_all(c.server, c.client);
     c.client.select(0);
     c.client.resp3 = false;

@@ -3,6 +3,7 @@
 //! move between Granary and Redis in either direction.
 
 use crate::ctx::{err, CmdResult, Ctx};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use granary_keyspace::types::{hash, set, zset};
@@ -52,6 +53,9 @@ fn dump_cmd(c: &mut Ctx) -> CmdResult {
     let lim = limits(c);
     match c.store.read(&c.args[1]) {
         Some(e) => {
+            if matches!(e.value, granary_keyspace::Value::Stream(_)) {
+                return Err("ERR stream DUMP is not supported yet".into());
+            }
             let payload = dump::dump(&e.value, &lim);
             c.out.bulk(&payload);
         }
@@ -125,18 +129,20 @@ fn restore(c: &mut Ctx) -> CmdResult {
         t if o.absttl => Some(t),
         t => Some(t.saturating_add(now)),
     };
-    if o.replace {
-        c.store.remove(key);
-    }
+    let replaced = o.replace && c.store.remove(key).is_some();
     // A TTL already in the past restores nothing (the old key, if
     // REPLACE, is gone all the same), as Redis.
     if let Some(at) = expire {
         if at <= now {
+            if replaced {
+                c.notify(class::GENERIC, "del", key);
+            }
             c.out.ok();
             return Ok(());
         }
     }
     c.store.set(key, value, expire.map(|t| t as u64));
+    c.notify(class::GENERIC, "restore", key);
     if let Some(idle) = o.idle {
         set_idle(c, idle);
     }

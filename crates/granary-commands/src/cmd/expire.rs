@@ -4,6 +4,7 @@
 //! access, actively from the cron thread).
 
 use crate::ctx::{CmdError, CmdResult, Ctx};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{cstr, is, parse_i64};
 
@@ -134,8 +135,10 @@ fn expire_generic(c: &mut Ctx, base: i64, unit: Unit) -> CmdResult {
         // A deadline already past deletes the key (Redis propagates a DEL
         // and does not count it in expired_keys).
         c.store.remove(key);
+        c.notify(class::GENERIC, "del", key);
     } else {
         c.store.set_expire(key, Some(when as u64));
+        c.notify(class::GENERIC, "expire", key);
     }
     c.out.int(1);
     Ok(())
@@ -192,6 +195,7 @@ fn persist(c: &mut Ctx) -> CmdResult {
     let had_ttl = c.store.entry(key).is_some() && c.store.expire_of(key).is_some();
     if had_ttl {
         c.store.set_expire(key, None);
+        c.notify(class::GENERIC, "persist", key);
     }
     c.out.int(had_ttl as i64);
     Ok(())

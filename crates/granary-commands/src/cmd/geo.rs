@@ -197,7 +197,8 @@ fn geoadd(c: &mut Ctx) -> CmdResult {
     }
     let len = z.len();
     if added + updated > 0 || len == 0 {
-        finish_write(&mut c.store, key, len);
+        // GEOADD is ZADD underneath, in Redis too.
+        finish_write(&mut c.store, key, len, "zadd");
     }
     c.out.int(if ch { added + updated } else { added });
     Ok(())
@@ -447,7 +448,12 @@ fn search_generic(c: &mut Ctx, src: usize, flags: u8) -> CmdResult {
             let mut sorted = items;
             sorted.sort_by(|a, b| granary_keyspace::types::zset::cmp_pair(a.1, &a.0, b.1, &b.0));
             let lim = limits(c);
-            store_result(&mut c.store, &args[dst], &sorted, lim);
+            let event = if c.spec.name == "geosearchstore" {
+                "geosearchstore"
+            } else {
+                "georadiusstore"
+            };
+            store_result(&mut c.store, &args[dst], &sorted, lim, event);
             c.out.int(sorted.len() as i64);
         }
     }
@@ -459,7 +465,9 @@ fn search_generic(c: &mut Ctx, src: usize, flags: u8) -> CmdResult {
 fn reply_empty(c: &mut Ctx, q: &Query) -> CmdResult {
     match q.store {
         Some(dst) => {
-            c.store.remove(&c.args[dst]);
+            if c.store.remove(&c.args[dst]).is_some() {
+                c.notify(crate::notify::class::GENERIC, "del", &c.args[dst]);
+            }
             c.out.int(0);
         }
         None => c.out.array(0),

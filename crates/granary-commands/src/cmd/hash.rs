@@ -5,6 +5,7 @@ use crate::cmd::keys::parse_cursor;
 use crate::ctx::{err, CmdError, CmdResult, Ctx, Store};
 use crate::glob::glob_match;
 use crate::longdouble::{self, F80};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use bytes::Bytes;
@@ -75,6 +76,7 @@ fn write<R>(
     c: &mut Ctx,
     key: &[u8],
     create: bool,
+    event: &str,
     f: impl FnOnce(&mut HashValue) -> Result<(R, bool), CmdError>,
 ) -> Result<Option<R>, CmdError> {
     let exists = match c.store.entry(key) {
@@ -100,6 +102,12 @@ fn write<R>(
     if changed || empty {
         c.store.modified(c.store.db, key);
     }
+    if changed {
+        c.notify(class::HASH, event, key);
+    }
+    if empty {
+        c.notify(class::GENERIC, "del", key);
+    }
     result.map(|(r, _)| Some(r))
 }
 
@@ -114,7 +122,7 @@ fn set_pairs(c: &mut Ctx) -> Result<i64, CmdError> {
     let lim = limits(c);
     let args: &[Bytes] = c.args;
     let pairs = &args[2..];
-    write(c, &args[1], true, |h| {
+    write(c, &args[1], true, "hset", |h| {
         // Redis 7.4 presizes a hashtable when the pairs alone exceed the
         // listpack limit.
         if pairs.len() / 2 > lim.max_entries {
@@ -142,7 +150,7 @@ fn hsetnx(c: &mut Ctx) -> CmdResult {
     let lim = limits(c);
     let args: &[Bytes] = c.args;
     let (field, value) = (&args[2], &args[3]);
-    let added = write(c, &args[1], true, |h| {
+    let added = write(c, &args[1], true, "hset", |h| {
         if h.contains(field) {
             return Ok((false, false));
         }
@@ -155,7 +163,7 @@ fn hsetnx(c: &mut Ctx) -> CmdResult {
 
 fn hdel(c: &mut Ctx) -> CmdResult {
     let args: &[Bytes] = c.args;
-    let removed = write(c, &args[1], false, |h| {
+    let removed = write(c, &args[1], false, "hdel", |h| {
         let mut n = 0;
         for f in &args[2..] {
             if h.remove(f) {
@@ -176,7 +184,7 @@ fn hincrby(c: &mut Ctx) -> CmdResult {
     let lim = limits(c);
     let args: &[Bytes] = c.args;
     let field = &args[2];
-    let n = write(c, &args[1], true, |h| {
+    let n = write(c, &args[1], true, "hincrby", |h| {
         let cur = match h.get(field) {
             None => 0,
             Some(v) => {
@@ -201,7 +209,7 @@ fn hincrbyfloat(c: &mut Ctx) -> CmdResult {
     let lim = limits(c);
     let args: &[Bytes] = c.args;
     let field = &args[2];
-    let text = write(c, &args[1], true, |h| {
+    let text = write(c, &args[1], true, "hincrbyfloat", |h| {
         let cur = match h.get(field) {
             None => F80::ZERO,
             Some(v) => longdouble::parse(v).ok_or("ERR hash value is not a float")?,
@@ -638,7 +646,9 @@ fn hexpire_generic(c: &mut Ctx, unit: i64, relative: bool) -> CmdResult {
         return Ok(());
     }
     let now = c.store.now;
-    let codes = write(c, key, false, |h| {
+    // A deadline already passed deletes the fields instead.
+    let event = if when <= now { "hexpired" } else { "hexpire" };
+    let codes = write(c, key, false, event, |h| {
         let mut changed = false;
         let codes: Vec<i64> = fields
             .iter()
@@ -743,7 +753,7 @@ fn hpersist(c: &mut Ctx) -> CmdResult {
         reply_all_same(c.out, fields.len(), NO_FIELD);
         return Ok(());
     }
-    let codes = write(c, &args[1], false, |h| {
+    let codes = write(c, &args[1], false, "hpersist", |h| {
         let codes: Vec<i64> = fields
             .iter()
             .map(|f| match (h.contains(f), h.persist_field(f)) {

@@ -4,6 +4,7 @@
 
 use crate::cmd::string::{from_buf, take_buf};
 use crate::ctx::{CmdError, CmdResult, Ctx};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::lossy;
 use granary_keyspace::types::hll::{self, Corrupt};
@@ -105,6 +106,9 @@ fn pfadd(c: &mut Ctx) -> CmdResult {
         }
         Ok(((), changed))
     })?;
+    if changed {
+        c.notify(class::STRING, "pfadd", &c.args[1]);
+    }
     c.out.int(i64::from(changed));
     Ok(())
 }
@@ -164,6 +168,8 @@ fn pfmerge(c: &mut Ctx) -> CmdResult {
         hll::raise_registers(buf, &max, limit)?;
         Ok(((), true))
     })?;
+    // Redis's PFMERGE notifies "pfadd" too.
+    c.notify(class::STRING, "pfadd", &c.args[1]);
     c.out.ok();
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 use crate::ctx::{err, CmdError, CmdResult, Ctx};
 use crate::glob::glob_match;
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use bytes::Bytes;
@@ -118,6 +119,7 @@ fn delete_keys(c: &mut Ctx, lazy: bool) -> CmdResult {
         let Some(entry) = c.store.remove(key) else {
             continue;
         };
+        c.notify(class::GENERIC, "del", key);
         n += 1;
         if entry.value.free_effort() > LAZYFREE_THRESHOLD
             && *lazy.get_or_insert_with(|| c.server.config.get_bool("lazyfree-lazy-user-del"))
@@ -185,8 +187,12 @@ fn rename_generic(c: &mut Ctx, nx: bool) -> CmdResult {
         return Ok(());
     }
     if let Some(entry) = c.store.remove(src) {
+        // Redis deletes an overwritten destination first: it is "new".
+        c.store.remove(dst);
         c.store.set(dst, entry.value, expire);
     }
+    c.notify(class::GENERIC, "rename_from", src);
+    c.notify(class::GENERIC, "rename_to", dst);
     reply_ok_or_int(c, nx, 1);
     Ok(())
 }
@@ -241,7 +247,10 @@ fn copy(c: &mut Ctx) -> CmdResult {
         c.out.int(0);
         return Ok(());
     }
+    // Redis deletes a replaced destination first: it is "new".
+    c.store.remove_in(dst_db, dst);
     c.store.set_in(dst_db, dst, value, expire);
+    crate::notify::notify(c.server, class::GENERIC, "copy_to", dst, dst_db);
     c.out.int(1);
     Ok(())
 }
@@ -264,6 +273,8 @@ fn move_cmd(c: &mut Ctx) -> CmdResult {
     if let Some(entry) = c.store.remove(key) {
         c.store.set_in(dst_db, key, entry.value, expire);
     }
+    c.notify(class::GENERIC, "move_from", key);
+    crate::notify::notify(c.server, class::GENERIC, "move_to", key, dst_db);
     c.out.int(1);
     Ok(())
 }
@@ -731,6 +742,7 @@ fn flushdb(c: &mut Ctx) -> CmdResult {
         }
     }
     c.store.db_replaced(dbi, removed);
+    crate::tracking::invalidate_all(c.server);
     dispose(c, old, is_async);
     c.out.ok();
     Ok(())
@@ -756,6 +768,7 @@ fn flushall(c: &mut Ctx) -> CmdResult {
     for (dbi, n) in removed.into_iter().enumerate() {
         c.store.db_replaced(dbi, n);
     }
+    crate::tracking::invalidate_all(c.server);
     // Redis counts the flush itself as a change even on an empty keyspace.
     c.server
         .dirty

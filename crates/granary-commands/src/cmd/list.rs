@@ -1,7 +1,9 @@
 //! List commands (Redis's t_list.c).
 
 use crate::blocking::{self, may_take, parse_timeout, served, Waiter};
+use crate::cmd::writebehind;
 use crate::ctx::{err, Action, CmdError, CmdResult, Ctx, Store};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use bytes::Bytes;
@@ -67,9 +69,11 @@ fn list_at<'s>(
     }
 }
 
-/// After elements were removed from `key`: deletes it if empty, else
-/// lets it shrink back to a listpack; reports the write either way.
-fn after_removal(c: &mut Ctx, key: &[u8]) {
+/// After elements were removed from `key` by `event` (notified): deletes
+/// it if empty ("del"), else lets it shrink back to a listpack; reports the
+/// write either way.
+fn after_removal(c: &mut Ctx, key: &[u8], event: &str) {
+    c.notify(class::LIST, event, key);
     let fill = fill(c);
     let empty = match list_at(&mut c.store, key, false) {
         Ok(Some(l)) => {
@@ -80,6 +84,7 @@ fn after_removal(c: &mut Ctx, key: &[u8]) {
     };
     if empty {
         c.store.remove(key);
+        c.notify(class::GENERIC, "del", key);
     } else {
         let db = c.store.db;
         c.store.modified(db, key);
@@ -189,15 +194,28 @@ fn push_generic(c: &mut Ctx, left: bool, only_existing: bool) -> CmdResult {
             let n = l.len();
             // `set` wakes clients blocked on the key.
             c.store.set(key, Value::List(Box::new(l)), None);
+            writebehind::pushed(c.server, c.store.db, key, vals);
+            c.notify(class::LIST, push_event(left), key);
             c.out.int(n as i64);
             return Ok(());
         }
     };
     let db = c.store.db;
     c.store.modified(db, key);
+    writebehind::pushed(c.server, db, key, vals);
     blocking::signal(db, key, len);
+    c.notify(class::LIST, push_event(left), key);
     c.out.int(len as i64);
     Ok(())
+}
+
+/// The event Redis notifies for a push to the head or the tail.
+fn push_event(left: bool) -> &'static str {
+    if left {
+        "lpush"
+    } else {
+        "rpush"
+    }
 }
 
 fn lpush(c: &mut Ctx) -> CmdResult {
@@ -253,8 +271,17 @@ fn pop_generic(c: &mut Ctx, left: bool) -> CmdResult {
             }
         }
     }
-    after_removal(c, key);
+    after_removal(c, key, pop_event(left));
     Ok(())
+}
+
+/// The event Redis notifies for a pop from the head or the tail.
+fn pop_event(left: bool) -> &'static str {
+    if left {
+        "lpop"
+    } else {
+        "rpop"
+    }
 }
 
 fn lpop(c: &mut Ctx) -> CmdResult {
@@ -433,6 +460,7 @@ fn lset(c: &mut Ctx) -> CmdResult {
     l.shrink(fill);
     let db = c.store.db;
     c.store.modified(db, &args[1]);
+    c.notify(class::LIST, "lset", &args[1]);
     c.out.ok();
     Ok(())
 }
@@ -462,6 +490,8 @@ fn linsert(c: &mut Ctx) -> CmdResult {
     let len = l.len();
     let db = c.store.db;
     c.store.modified(db, &args[1]);
+    writebehind::pushed(c.server, db, &args[1], std::slice::from_ref(val));
+    c.notify(class::LIST, "linsert", &args[1]);
     c.out.int(len as i64);
     Ok(())
 }
@@ -498,7 +528,7 @@ fn lrem(c: &mut Ctx) -> CmdResult {
     }
     l.remove_many(&hits);
     if !hits.is_empty() {
-        after_removal(c, &args[1]);
+        after_removal(c, &args[1], "lrem");
     }
     c.out.int(hits.len() as i64);
     Ok(())
@@ -516,7 +546,7 @@ fn ltrim(c: &mut Ctx) -> CmdResult {
         None => l.trim(0, 0),
         Some((s, e)) => l.trim(s, e + 1),
     }
-    after_removal(c, &args[1]);
+    after_removal(c, &args[1], "ltrim");
     c.out.ok();
     Ok(())
 }
@@ -554,6 +584,7 @@ pub(crate) fn move_generic(
             d.push(&v, to_left);
             let n = d.len();
             c.store.modified(db, dst);
+            writebehind::pushed(c.server, db, dst, std::slice::from_ref(&v));
             blocking::signal(db, dst, n);
         }
         None => {
@@ -561,10 +592,12 @@ pub(crate) fn move_generic(
             d.grow(fill, moved_bytes(&v), 1);
             d.push(&v, to_left);
             c.store.set(dst, Value::List(Box::new(d)), None);
+            writebehind::pushed(c.server, db, dst, std::slice::from_ref(&v));
         }
     }
+    c.notify(class::LIST, push_event(to_left), dst);
     c.out.bulk_shared(&v);
-    after_removal(c, src);
+    after_removal(c, src, pop_event(from_left));
     Ok(())
 }
 
@@ -662,7 +695,7 @@ pub(crate) fn mpop_from(
             l.pop_with(m.left, |v| reply_elem(c.out, v));
         }
         let remaining = l.len();
-        after_removal(c, key);
+        after_removal(c, key, pop_event(m.left));
         served(me, c.store.db, key, remaining);
         return Ok(true);
     }
@@ -725,7 +758,7 @@ fn bpop_generic(c: &mut Ctx, left: bool) -> CmdResult {
         c.out.array(2);
         c.out.bulk(key);
         reply_item(c.out, &v);
-        after_removal(c, key);
+        after_removal(c, key, pop_event(left));
         served(me.as_ref(), c.store.db, key, remaining);
         return Ok(());
     }

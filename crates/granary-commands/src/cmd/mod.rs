@@ -20,9 +20,12 @@ pub mod keys;
 pub mod list;
 pub mod multi;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod set;
+pub mod stream;
 pub mod string;
+pub mod writebehind;
 pub mod zset;
 
 use crate::table::Spec;
@@ -43,6 +46,9 @@ pub static FAMILIES: &[&[Spec]] = &[
     set::COMMANDS,
     zset::COMMANDS,
     geo::COMMANDS,
+    stream::COMMANDS,
     server::COMMANDS,
     introspection::COMMANDS,
+    scripting::COMMANDS,
+    writebehind::COMMANDS,
 ];

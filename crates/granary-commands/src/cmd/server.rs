@@ -6,7 +6,7 @@ mod info;
 
 use crate::ctx::{err, Action, CmdResult, Ctx};
 use crate::table::{flag::*, Keys, Spec};
-use crate::util::{is, lossy, parse_i64, parse_i64_opt};
+use crate::util::{is, lossy, parse_i64_opt};
 use bytes::Bytes;
 use granary_keyspace::{StrValue, Value};
 use granary_protocol::Reply;
@@ -48,24 +48,6 @@ pub static COMMANDS: &[Spec] = &[
     Spec::container("slowlog", SLOWLOG)
         .group(G, "2.2.12")
         .doc("A container for slow log commands."),
-    Spec::new(
-        "eval",
-        -3,
-        NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS,
-        Keys::Custom(eval_keys),
-        no_scripting,
-    )
-    .group("scripting", "2.6.0")
-    .doc("Executes a server-side Lua script."),
-    Spec::new(
-        "evalsha",
-        -3,
-        NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS,
-        Keys::Custom(eval_keys),
-        no_scripting,
-    )
-    .group("scripting", "2.6.0")
-    .doc("Executes a server-side Lua script by SHA1 digest."),
 ];
 
 static CONFIG: &[Spec] = &[
@@ -411,23 +393,6 @@ fn slowlog_help(c: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
-// ---- EVAL / EVALSHA ----
-
-/// EVAL script numkeys key [key ...] arg [arg ...]: keys follow numkeys.
-fn eval_keys(args: &[Bytes]) -> Vec<usize> {
-    let Some(n) = args.get(2).and_then(|a| parse_i64(a).ok()) else {
-        return vec![];
-    };
-    if n <= 0 || n as usize > args.len() - 3 {
-        return vec![];
-    }
-    (3..3 + n as usize).collect()
-}
-
-fn no_scripting(_c: &mut Ctx) -> CmdResult {
-    Err("ERR Lua scripting is not supported yet".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,15 +403,5 @@ mod tests {
         assert_eq!(serialized_len(&StrValue::from_bytes(b"12345")), 3);
         assert_eq!(serialized_len(&StrValue::from_bytes(b"-1")), 2);
         assert_eq!(serialized_len(&StrValue::from_bytes(b"100000")), 5);
-    }
-
-    #[test]
-    fn eval_key_positions() {
-        let args: Vec<Bytes> = ["eval", "s", "2", "a", "b", "c"]
-            .iter()
-            .map(|s| Bytes::from(s.to_string()))
-            .collect();
-        assert_eq!(eval_keys(&args), vec![3, 4]);
-        assert!(eval_keys(&args[..3]).is_empty());
     }
 }

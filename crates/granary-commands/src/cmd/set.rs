@@ -7,6 +7,7 @@
 use crate::cmd::keys::parse_cursor;
 use crate::ctx::{err, CmdError, CmdResult, Ctx, Store};
 use crate::glob::glob_match;
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::is;
 use bytes::Bytes;
@@ -108,13 +109,14 @@ fn positive_count(arg: &[u8]) -> Result<usize, CmdError> {
 
 /// Stores `result` at `dst` (replacing any value and TTL), or deletes `dst`
 /// when the result is empty, and replies with the result's size.
-fn store_result(c: &mut Ctx, dst: &[u8], mut result: SetValue) {
+fn store_result(c: &mut Ctx, dst: &[u8], mut result: SetValue, event: &str) {
     let n = result.len();
     if n == 0 {
-        c.store.remove(dst);
+        remove_dst(c, dst);
     } else {
         result.shrink_to_fit();
         c.store.set(dst, Value::Set(Box::new(result)), None);
+        c.notify(class::SET, event, dst);
     }
     c.out.int(n as i64);
 }
@@ -227,6 +229,9 @@ fn sadd(c: &mut Ctx) -> CmdResult {
             n
         }
     };
+    if added > 0 {
+        c.notify(class::SET, "sadd", key);
+    }
     c.out.int(added as i64);
     Ok(())
 }
@@ -248,10 +253,8 @@ fn srem(c: &mut Ctx) -> CmdResult {
         }
     }
     let emptied = s.is_empty();
-    if emptied {
-        c.store.remove(key);
-    } else if removed > 0 {
-        c.store.modified(c.store.db, key);
+    if removed > 0 {
+        after_removal(c, key, "srem", emptied);
     }
     c.out.int(removed);
     Ok(())
@@ -304,11 +307,7 @@ fn spop(c: &mut Ctx) -> CmdResult {
     let m = s.pop_random(&mut rand::thread_rng()).unwrap_or_default();
     let emptied = s.is_empty();
     c.out.bulk(&m);
-    if emptied {
-        c.store.remove(key);
-    } else {
-        c.store.modified(c.store.db, key);
-    }
+    after_removal(c, key, "spop", emptied);
     Ok(())
 }
 
@@ -337,7 +336,7 @@ fn spop_count(c: &mut Ctx) -> CmdResult {
             all.add_elem(e, &lim);
         }
         reply_members(c.out, &all);
-        c.store.remove(key);
+        after_removal(c, key, "spop", true);
         return Ok(());
     }
     let remaining = size - count;
@@ -370,7 +369,7 @@ fn spop_count(c: &mut Ctx) -> CmdResult {
         }
         *s = kept;
     }
-    c.store.modified(c.store.db, key);
+    after_removal(c, key, "spop", false);
     Ok(())
 }
 
@@ -494,25 +493,44 @@ fn smove(c: &mut Ctx) -> CmdResult {
         c.out.int(0);
         return Ok(());
     }
-    if s.is_empty() {
-        c.store.remove(src);
-    } else {
-        c.store.modified(c.store.db, src);
-    }
+    let emptied = s.is_empty();
+    after_removal(c, src, "srem", emptied);
     match set_of(c.store.entry(dst))? {
         Some(d) => {
             if d.add(member, &lim) {
                 c.store.modified(c.store.db, dst);
+                c.notify(class::SET, "sadd", dst);
             }
         }
         None => {
             let mut d = SetValue::create(member, 1, &lim);
             d.add(member, &lim);
             c.store.set(dst, Value::Set(Box::new(d)), None);
+            c.notify(class::SET, "sadd", dst);
         }
     }
     c.out.int(1);
     Ok(())
+}
+
+/// Deletes `dst` (an empty STORE result), notifying "del" if it existed.
+fn remove_dst(c: &mut Ctx, dst: &[u8]) {
+    if c.store.remove(dst).is_some() {
+        c.notify(class::GENERIC, "del", dst);
+    }
+}
+
+/// After members were removed from `key` by `event`: deletes it if empty.
+fn after_removal(c: &mut Ctx, key: &[u8], event: &str, emptied: bool) {
+    if emptied {
+        c.store.remove(key);
+    } else {
+        c.store.modified(c.store.db, key);
+    }
+    c.notify(class::SET, event, key);
+    if emptied {
+        c.notify(class::GENERIC, "del", key);
+    }
 }
 
 // ---------------------------------------------------------- intersection
@@ -641,9 +659,9 @@ fn sinter_generic(c: &mut Ctx, keys: &[Bytes], mode: InterMode) -> CmdResult {
     })?;
     if let InterMode::Store { dst } = mode {
         match stored {
-            Some(result) => store_result(c, dst, result),
+            Some(result) => store_result(c, dst, result, "sinterstore"),
             None => {
-                c.store.remove(dst);
+                remove_dst(c, dst);
                 c.out.int(0);
             }
         }
@@ -695,7 +713,10 @@ fn sunion_diff(c: &mut Ctx, keys: &[Bytes], dst: Option<&Bytes>, diff: bool) -> 
         result
     })?;
     match dst {
-        Some(dst) => store_result(c, dst, result),
+        Some(dst) => {
+            let event = if diff { "sdiffstore" } else { "sunionstore" };
+            store_result(c, dst, result, event)
+        }
         None => reply_members(c.out, &result),
     }
     Ok(())

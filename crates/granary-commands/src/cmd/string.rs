@@ -1,6 +1,7 @@
 //! String commands (Redis's t_string.c).
 
 use crate::ctx::{err, CmdError, CmdResult, Ctx};
+use crate::notify::class;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use bytes::Bytes;
@@ -185,6 +186,10 @@ fn set_generic(c: &mut Ctx, val: &Bytes, o: &StrOpts, ttl: Option<u64>) -> Resul
         ttl
     };
     put(c, key, StrValue::from_arg(val), ttl);
+    c.notify(class::STRING, "set", key);
+    if ttl.is_some() && !o.keepttl {
+        c.notify(class::GENERIC, "expire", key);
+    }
     Ok(true)
 }
 
@@ -262,12 +267,15 @@ fn getex(c: &mut Ctx) -> CmdResult {
     match ttl {
         Some((u, at)) if u.is_absolute() && at <= now => {
             c.store.remove(key);
+            c.notify(class::GENERIC, "del", key);
         }
         Some((_, at)) => {
             c.store.set_expire(key, Some(at));
+            c.notify(class::GENERIC, "expire", key);
         }
         None if o.persist && c.store.expire_of(key).is_some() => {
             c.store.set_expire(key, None);
+            c.notify(class::GENERIC, "persist", key);
         }
         None => {}
     }
@@ -281,6 +289,7 @@ fn getdel(c: &mut Ctx) -> CmdResult {
         Some(v) => {
             reply_str(c.out, v);
             c.store.remove(key);
+            c.notify(class::GENERIC, "del", key);
         }
     }
     Ok(())
@@ -294,6 +303,7 @@ fn getset(c: &mut Ctx) -> CmdResult {
     }
     c.store
         .set(key, Value::Str(StrValue::from_arg(&c.args[2])), None);
+    c.notify(class::STRING, "set", key);
     Ok(())
 }
 
@@ -323,6 +333,7 @@ fn mset_generic(c: &mut Ctx, nx: bool) -> Result<bool, CmdError> {
     for p in pairs {
         c.store
             .set(&p[0], Value::Str(StrValue::from_arg(&p[1])), None);
+        c.notify(class::STRING, "set", &p[0]);
     }
     Ok(true)
 }
@@ -456,6 +467,7 @@ fn append(c: &mut Ctx) -> CmdResult {
             total
         }
     };
+    c.notify(class::STRING, "append", key);
     c.out.int(len as i64);
     Ok(())
 }
@@ -491,6 +503,7 @@ fn setrange(c: &mut Ctx) -> CmdResult {
             need
         }
     };
+    c.notify(class::STRING, "setrange", key);
     c.out.int(new_len as i64);
     Ok(())
 }
@@ -516,6 +529,7 @@ fn incr_by(c: &mut Ctx, delta: i64) -> CmdResult {
             new
         }
     };
+    c.notify(class::STRING, "incrby", key);
     c.out.int(new);
     Ok(())
 }
@@ -571,6 +585,7 @@ fn incrbyfloat(c: &mut Ctx) -> CmdResult {
             c.store.set(key, Value::Str(v), None);
         }
     }
+    c.notify(class::STRING, "incrbyfloat", key);
     c.out.bulk(text.as_bytes());
     Ok(())
 }

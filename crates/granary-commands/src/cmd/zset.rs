@@ -4,6 +4,7 @@ use crate::blocking::{self, may_take, parse_timeout, served, Waiter};
 use crate::cmd::keys::parse_cursor;
 use crate::ctx::{err, Action, CmdError, CmdResult, Ctx, Store};
 use crate::glob::glob_match;
+use crate::notify::{class, notify};
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64, parse_i64_opt};
 use bytes::Bytes;
@@ -133,7 +134,8 @@ fn zwrite<'s>(store: &'s mut Store, key: &[u8]) -> Result<Option<&'s mut ZSetVal
 /// After a write that changed `key`, which now holds `len` members:
 /// deletes it if it became empty (as Redis does), else reports the
 /// modification and wakes clients blocked on it (BZPOPMIN & co.).
-pub(crate) fn finish_write(store: &mut Store, key: &[u8], len: usize) {
+/// `event` is the keyspace notification (then "del" if emptied).
+pub(crate) fn finish_write(store: &mut Store, key: &[u8], len: usize, event: &str) {
     if len == 0 {
         store.remove(key);
     } else {
@@ -141,13 +143,26 @@ pub(crate) fn finish_write(store: &mut Store, key: &[u8], len: usize) {
         store.modified(db, key);
         blocking::signal(db, key, len);
     }
+    notify(store.server, class::ZSET, event, key, store.db);
+    if len == 0 {
+        notify(store.server, class::GENERIC, "del", key, store.db);
+    }
 }
 
 /// Stores `items` (sorted) at `dst`, replacing whatever was there, or
-/// deletes `dst` when there are none (ZRANGESTORE, Z*STORE).
-pub(crate) fn store_result(store: &mut Store, dst: &[u8], items: &[(Vec<u8>, f64)], lim: Limits) {
+/// deletes `dst` when there are none (ZRANGESTORE, Z*STORE), notifying
+/// `event` (or "del" if an old `dst` was deleted).
+pub(crate) fn store_result(
+    store: &mut Store,
+    dst: &[u8],
+    items: &[(Vec<u8>, f64)],
+    lim: Limits,
+    event: &str,
+) {
     if items.is_empty() {
-        store.remove(dst);
+        if store.remove(dst).is_some() {
+            notify(store.server, class::GENERIC, "del", dst, store.db);
+        }
         return;
     }
     let maxlen = items.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
@@ -161,6 +176,7 @@ pub(crate) fn store_result(store: &mut Store, dst: &[u8], items: &[(Vec<u8>, f64
     let len = z.len();
     store.set(dst, Value::ZSet(Box::new(z)), None);
     blocking::signal(store.db, dst, len);
+    notify(store.server, class::ZSET, event, dst, store.db);
 }
 
 // ------------------------------------------------------------ parsing
@@ -528,7 +544,8 @@ fn zadd_generic(c: &mut Ctx, f: AddFlags, scoreidx: usize) -> CmdResult {
     }
     let len = z.len();
     if added + updated > 0 || len == 0 {
-        finish_write(&mut c.store, key, len);
+        let event = if f.incr { "zincr" } else { "zadd" };
+        finish_write(&mut c.store, key, len, event);
     }
     if f.incr {
         if processed > 0 {
@@ -557,7 +574,7 @@ fn zrem(c: &mut Ctx) -> CmdResult {
     }
     let len = z.len();
     if n > 0 {
-        finish_write(&mut c.store, key, len);
+        finish_write(&mut c.store, key, len, "zrem");
     }
     c.out.int(n);
     Ok(())
@@ -808,7 +825,7 @@ fn zrange_generic(
             }
         };
         let lim = limits(c);
-        store_result(&mut c.store, &args[1], &items, lim);
+        store_result(&mut c.store, &args[1], &items, lim, "zrangestore");
         c.out.int(items.len() as i64);
         return Ok(());
     }
@@ -852,7 +869,8 @@ fn remrange(c: &mut Ctx, range: Range) -> CmdResult {
     z.remove_range(sel.from, sel.from + sel.count);
     let len = z.len();
     if sel.count > 0 {
-        finish_write(&mut c.store, key, len);
+        // The command's name is the event (zremrangebyrank & co.).
+        finish_write(&mut c.store, key, len, c.spec.name);
     }
     c.out.int(sel.count as i64);
     Ok(())
@@ -891,7 +909,7 @@ fn zpop_cmd(c: &mut Ctx, max: bool) -> CmdResult {
     }
     let popped = pop_n(z, max, count.unwrap_or(1));
     let len = z.len();
-    finish_write(&mut c.store, key, len);
+    finish_write(&mut c.store, key, len, pop_event(max));
     let nested = count.is_some() && c.out.resp3();
     c.out.array(if nested {
         popped.len()
@@ -906,6 +924,15 @@ fn zpop_cmd(c: &mut Ctx, max: bool) -> CmdResult {
         reply_double(c.out, *s);
     }
     Ok(())
+}
+
+/// The event Redis notifies for a pop of the lowest or highest members.
+fn pop_event(max: bool) -> &'static str {
+    if max {
+        "zpopmax"
+    } else {
+        "zpopmin"
+    }
 }
 
 fn pop_n(z: &mut ZSetValue, max: bool, n: usize) -> Vec<(Vec<u8>, f64)> {
@@ -980,7 +1007,7 @@ fn mpop_from(c: &mut Ctx, m: &MpopArgs, me: Option<&Arc<Waiter>>) -> Result<bool
         }
         let popped = pop_n(z, m.max, m.count);
         let len = z.len();
-        finish_write(&mut c.store, key, len);
+        finish_write(&mut c.store, key, len, pop_event(m.max));
         c.out.array(2);
         c.out.bulk(key);
         c.out.array(popped.len());
@@ -1048,7 +1075,7 @@ fn bzpop(c: &mut Ctx, max: bool) -> CmdResult {
         }
         let popped = pop_n(z, max, 1);
         let len = z.len();
-        finish_write(&mut c.store, key, len);
+        finish_write(&mut c.store, key, len, pop_event(max));
         let Some((m, s)) = popped.first() else {
             continue;
         };
@@ -1344,7 +1371,8 @@ fn algebra(c: &mut Ctx, dst: Option<usize>, numkeys_idx: usize, op: Op, card: bo
     match dst {
         Some(d) => {
             let lim = limits(c);
-            store_result(&mut c.store, &args[d], &result, lim);
+            // The command's name is the event (zunionstore & co.).
+            store_result(&mut c.store, &args[d], &result, lim, c.spec.name);
             c.out.int(result.len() as i64);
         }
         None => {

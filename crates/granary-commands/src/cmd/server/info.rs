@@ -25,6 +25,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("latencystats", false),
     ("cluster", true),
     ("keyspace", true),
+    ("writebehind", false),
 ];
 
 pub fn info(c: &mut Ctx) -> CmdResult {
@@ -85,6 +86,7 @@ fn render(server: &Server, names: &[String], mut sizes: Option<Vec<(usize, usize
             "errorstats" => errorstats_section(server, &mut s),
             "cluster" => s.field("cluster_enabled", 0),
             "keyspace" => keyspace_section(server, &mut s, sizes.take()),
+            "writebehind" => crate::cmd::writebehind::info_section(server, s.out),
             _ => {}
         }
     }
@@ -228,6 +230,7 @@ fn clients_section(server: &Server, s: &mut Section) {
             "clients_in_timeout_table" => s.field(name, crate::blocking::clients_with_timeout()),
             "total_blocking_keys" => s.field(name, crate::blocking::blocking_keys()),
             "pubsub_clients" => s.field(name, pubsub_clients(server)),
+            "tracking_clients" => s.field(name, crate::tracking::stats(server).0),
             // Only XREADGROUP (no streams yet) waits for a key's deletion.
             _ => s.field(name, 0),
         }
@@ -312,14 +315,15 @@ fn memory_section(server: &Server, s: &mut Section) {
         s.field(name, 0);
     }
     s.field("used_memory_lua_human", "0B");
-    for name in [
-        "used_memory_scripts_eval",
-        "number_of_cached_scripts",
+    let scripting = &server.scripting;
+    s.field("used_memory_scripts_eval", 0);
+    s.field("number_of_cached_scripts", scripting.cached_scripts());
+    s.field(
         "number_of_functions",
-        "number_of_libraries",
-        "used_memory_vm_functions",
-        "used_memory_vm_total",
-    ] {
+        scripting.function_count.load(Relaxed),
+    );
+    s.field("number_of_libraries", scripting.library_count.load(Relaxed));
+    for name in ["used_memory_vm_functions", "used_memory_vm_total"] {
         s.field(name, 0);
     }
     s.field("used_memory_vm_total_human", "0B");
@@ -444,6 +448,7 @@ fn stats_section(server: &Server, s: &mut Section) {
         s.field("pubsub_patterns", total(server, Kind::Pattern));
         s.field("pubsubshard_channels", total(server, Kind::Shard));
     }
+    let (_, tracked_keys, tracked_items, prefixes) = crate::tracking::stats(server);
     for name in [
         "latest_fork_usec",
         "total_forks",
@@ -460,7 +465,12 @@ fn stats_section(server: &Server, s: &mut Section) {
         "tracking_total_prefixes",
         "unexpected_error_replies",
     ] {
-        s.field(name, 0);
+        match name {
+            "tracking_total_keys" => s.field(name, tracked_keys),
+            "tracking_total_items" => s.field(name, tracked_items),
+            "tracking_total_prefixes" => s.field(name, prefixes),
+            _ => s.field(name, 0),
+        }
     }
     s.field("total_error_replies", get(&st.error_replies));
     s.field("dump_payload_sanitizations", 0);

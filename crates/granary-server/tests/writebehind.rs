@@ -1,0 +1,699 @@
+//! Write-behind end to end: a real Granary writing to a real SQLite file
+//! (read back with rusqlite), and to a PostgreSQL server the test starts
+//! itself (docs/writebehind.md).
+
+mod common;
+
+use common::ServerProc;
+use redis::Commands;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A fresh directory for one test's database file.
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("granary-wb-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const READS: &str = "reads hash {user_id}:{item_id} table=reads fields=readAt:read_at:integer,isRecommended:is_recommended:boolean";
+const READ_SET: &str = "readset set {user_id}:readItemId table=read_items member=item_id";
+const RECS: &str = "recs list recommend:{user_id} table=recommendations value=item_id";
+const SCORES: &str = "scores zset board:{board} table=scores member=player";
+const NAMES: &str = "names string name:{id} table=names value=name on-delete=delete";
+
+/// Granary writing to `sink` with the click-log rules; flushes only on
+/// WRITEBEHIND FLUSH unless `interval` is short.
+fn granary(sink: &str, interval: &str, extra: &[&str]) -> ServerProc {
+    let mut args = vec![
+        "--writebehind-sink",
+        sink,
+        "--writebehind-interval",
+        interval,
+    ];
+    for r in [READ_SET, READS, RECS, SCORES, NAMES] {
+        args.push("--writebehind-rule");
+        args.extend(r.split(' '));
+    }
+    args.extend_from_slice(extra);
+    ServerProc::granary(&args)
+}
+
+fn flush(c: &mut redis::Connection) {
+    let r: String = redis::cmd("WRITEBEHIND").arg("FLUSH").query(c).unwrap();
+    assert_eq!(r, "OK");
+}
+
+fn status(c: &mut redis::Connection) -> BTreeMap<String, String> {
+    redis::cmd("WRITEBEHIND").arg("STATUS").query(c).unwrap()
+}
+
+fn stat(c: &mut redis::Connection, name: &str) -> u64 {
+    status(c)[name].parse().unwrap()
+}
+
+/// Rows of an SQL query, each column rendered as text ('NULL' for null).
+trait Db {
+    fn rows(&mut self, sql: &str) -> Vec<Vec<String>>;
+}
+
+struct Sqlite(PathBuf);
+
+impl Db for Sqlite {
+    fn rows(&mut self, sql: &str) -> Vec<Vec<String>> {
+        let c = rusqlite::Connection::open(&self.0).unwrap();
+        let mut st = c.prepare(sql).unwrap();
+        let n = st.column_count();
+        st.query_map([], |r| {
+            (0..n)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
+                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    }
+}
+
+fn strs(rows: &[&[&str]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// Polls `f` until true, failing after `secs`.
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The mapping checks, run against SQLite and PostgreSQL alike. `bool_true`
+/// is how the database renders a true boolean.
+fn check_mappings(c: &mut redis::Connection, db: &mut dyn Db, bool_true: &str) {
+    // Coalescing: 1000 changes to one key are one upsert of its last state.
+    // (A first FLUSH waits out the start-up flush, which prepares tables.)
+    flush(c);
+    let before = stat(c, "upserts");
+    for i in 0..1000 {
+        let _: () = redis::cmd("HSET")
+            .arg("u1:i1")
+            .arg("readAt")
+            .arg(i)
+            .arg("isRecommended")
+            .arg(i % 2)
+            .arg("ignored")
+            .arg("x")
+            .query(c)
+            .unwrap();
+    }
+    flush(c);
+    assert_eq!(stat(c, "upserts") - before, 1);
+    assert_eq!(
+        db.rows("SELECT user_id, item_id, read_at, is_recommended FROM reads"),
+        strs(&[&["u1", "i1", "999", bool_true]])
+    );
+
+    // Sets: the table follows added and removed members.
+    let _: () = c.sadd("u1:readItemId", &["a", "b", "c"]).unwrap();
+    flush(c);
+    let _: () = c.srem("u1:readItemId", "b").unwrap();
+    let _: () = c.sadd("u1:readItemId", "d").unwrap();
+    flush(c);
+    assert_eq!(
+        db.rows("SELECT user_id, item_id FROM read_items ORDER BY item_id"),
+        strs(&[&["u1", "a"], &["u1", "c"], &["u1", "d"]])
+    );
+
+    // Sorted sets: member and score.
+    let _: () = c.zadd("board:1", "ann", 1.5).unwrap();
+    let _: () = c.zadd("board:1", "bob", 2).unwrap();
+    flush(c);
+    let _: () = c.zincr("board:1", "ann", 10).unwrap();
+    let _: () = c.zrem("board:1", "bob").unwrap();
+    flush(c);
+    assert_eq!(
+        db.rows("SELECT board, player, score FROM scores"),
+        strs(&[&["1", "ann", "11.5"]])
+    );
+
+    // Lists append: every pushed element is a row, popped or not.
+    let _: () = c.rpush("recommend:u1", &["x", "y"]).unwrap();
+    let _: Option<String> = c.lpop("recommend:u1", None).unwrap();
+    let _: () = c.lpush("recommend:u1", "z").unwrap();
+    let _: Option<String> = c.rpoplpush("recommend:u1", "recommend:u2").unwrap();
+    let _: () = redis::cmd("LINSERT")
+        .arg("recommend:u2")
+        .arg("BEFORE")
+        .arg("y")
+        .arg("w")
+        .query(c)
+        .unwrap();
+    flush(c);
+    assert_eq!(
+        db.rows("SELECT user_id, item_id FROM recommendations ORDER BY id"),
+        strs(&[
+            &["u1", "x"],
+            &["u1", "y"],
+            &["u1", "z"],
+            &["u2", "y"],
+            &["u2", "w"]
+        ])
+    );
+    // A flush with nothing new inserts nothing twice.
+    flush(c);
+    assert_eq!(db.rows("SELECT count(*) FROM recommendations")[0][0], "5");
+
+    // Strings, and deletes per rule.
+    let _: () = c.set("name:7", "seven").unwrap();
+    let _: () = c.set("name:8", "eight").unwrap();
+    flush(c);
+    assert_eq!(
+        db.rows("SELECT id, name FROM names ORDER BY id"),
+        strs(&[&["7", "seven"], &["8", "eight"]])
+    );
+    let _: () = c.del("name:7").unwrap();
+    let _: () = c.del("u1:i1").unwrap();
+    flush(c);
+    assert_eq!(db.rows("SELECT id FROM names"), strs(&[&["8"]]));
+    assert!(db.rows("SELECT * FROM reads").is_empty());
+
+    // Expiry deletes too.
+    let _: () = c.set("name:9", "nine").unwrap();
+    flush(c);
+    assert_eq!(db.rows("SELECT count(*) FROM names")[0][0], "2");
+    let _: () = c.pexpire("name:9", 30).unwrap();
+    wait_until(20, "the expired key's row to go", || {
+        flush(c);
+        db.rows("SELECT count(*) FROM names")[0][0] == "1"
+    });
+
+    // FLUSHDB empties the mirrored tables; appended rows stay.
+    let _: () = redis::cmd("FLUSHDB").query(c).unwrap();
+    flush(c);
+    assert!(db.rows("SELECT * FROM names").is_empty());
+    assert!(db.rows("SELECT * FROM read_items").is_empty());
+    assert!(db.rows("SELECT * FROM scores").is_empty());
+    assert_eq!(db.rows("SELECT count(*) FROM recommendations")[0][0], "5");
+}
+
+#[test]
+fn sqlite_mappings_coalescing_and_deletes() {
+    let dir = tmpdir("mappings");
+    let file = dir.join("wb.db");
+    let s = granary(&format!("sqlite:{}", file.display()), "60000", &[]);
+    let mut c = s.conn();
+    check_mappings(&mut c, &mut Sqlite(file), "1");
+    let info: String = redis::cmd("INFO").arg("writebehind").query(&mut c).unwrap();
+    for f in [
+        "pending_rows:0",
+        "rows_flushed:",
+        "batches_flushed:",
+        "batches_failed:0",
+        "oldest_pending_age_ms:0",
+        "paused:0",
+        "last_error:\r\n",
+    ] {
+        assert!(info.contains(f), "{f} not in {info}");
+    }
+}
+
+#[test]
+fn rules_at_run_time_and_incompatible_tables() {
+    let dir = tmpdir("rules");
+    let file = dir.join("wb.db");
+    {
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.execute_batch("CREATE TABLE visits (page TEXT PRIMARY KEY, hits BLOB);")
+            .unwrap();
+    }
+    let s = ServerProc::granary(&[
+        "--writebehind-sink",
+        &format!("sqlite:{}", file.display()),
+        "--writebehind-interval",
+        "60000",
+    ]);
+    let mut c = s.conn();
+    let wb = |c: &mut redis::Connection, args: &[&str]| -> redis::RedisResult<redis::Value> {
+        redis::cmd("WRITEBEHIND").arg(args).query(c)
+    };
+    let rules: Vec<String> = redis::cmd("WRITEBEHIND")
+        .arg("RULES")
+        .query(&mut c)
+        .unwrap();
+    assert!(rules.is_empty());
+    let e = wb(&mut c, &["RULE", "ADD", "r", "hash", "{a}", "table=t"]).unwrap_err();
+    assert!(e.to_string().contains("needs fields="), "{e}");
+    let e = wb(
+        &mut c,
+        &["RULE", "ADD", "r", "hash", "x", "table=t", "fields=a"],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("names no part"), "{e}");
+    wb(
+        &mut c,
+        &["RULE", "ADD", "n", "string", "name:{id}", "table=names"],
+    )
+    .unwrap();
+    let rules: Vec<String> = redis::cmd("WRITEBEHIND")
+        .arg("RULES")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(rules, ["n string name:{id} table=names"]);
+    let cfg: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("writebehind-rule")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(cfg[1], "n string name:{id} table=names");
+    let _: () = c.set("name:1", "one").unwrap();
+    flush(&mut c);
+    assert_eq!(
+        Sqlite(file.clone()).rows("SELECT id, value FROM names"),
+        strs(&[&["1", "one"]])
+    );
+
+    // A table whose column has the wrong type is refused, naming it.
+    wb(
+        &mut c,
+        &[
+            "RULE",
+            "ADD",
+            "v",
+            "string",
+            "visits:{page}",
+            "table=visits",
+            "value=hits:integer",
+        ],
+    )
+    .unwrap();
+    let _: () = c.set("visits:home", "3").unwrap();
+    let e = wb(&mut c, &["FLUSH"]).unwrap_err().to_string();
+    assert!(e.contains("column hits has type BLOB"), "{e}");
+    let info: String = redis::cmd("INFO").arg("writebehind").query(&mut c).unwrap();
+    assert!(
+        info.contains("last_error:sqlite") || info.contains("column hits"),
+        "{info}"
+    );
+    assert!(stat(&mut c, "batches_failed") >= 1);
+    // Removing the rule lets the rest flush again.
+    wb(&mut c, &["RULE", "DEL", "v"]).unwrap();
+    let e = wb(&mut c, &["RULE", "DEL", "v"]).unwrap_err();
+    assert!(e.to_string().contains("no rule named"), "{e}");
+    let _: () = c.set("name:2", "two").unwrap();
+    wait_until(30, "a flush after the bad rule went", || {
+        wb(&mut c, &["FLUSH"]).is_ok()
+    });
+    assert_eq!(
+        Sqlite(file).rows("SELECT id, value FROM names ORDER BY id"),
+        strs(&[&["1", "one"], &["2", "two"]])
+    );
+}
+
+#[test]
+fn backlog_limit_refuses_or_counts_at_risk() {
+    let dir = tmpdir("backlog");
+    let file = dir.join("wb.db");
+    let s = granary(
+        &format!("sqlite:{}", file.display()),
+        "60000",
+        &["--writebehind-max-pending", "5"],
+    );
+    let mut c = s.conn();
+    let r: String = redis::cmd("WRITEBEHIND")
+        .arg("PAUSE")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, "OK");
+    for i in 0..5 {
+        let _: () = c.set(format!("name:{i}"), i).unwrap();
+    }
+    assert_eq!(stat(&mut c, "pending_rows"), 5);
+    let e = c.set::<_, _, ()>("name:5", 5).unwrap_err();
+    assert!(e.to_string().contains("WRITEBEHIND backlog full"), "{e}");
+    // Unmapped keys and reads are not affected.
+    let _: () = c.set("other", 1).unwrap();
+    let _: Option<String> = c.get("name:1").unwrap();
+    assert_eq!(stat(&mut c, "writes_refused"), 1);
+    // FLUSH works while paused, and frees the backlog.
+    flush(&mut c);
+    assert_eq!(stat(&mut c, "pending_rows"), 0);
+    let _: () = c.set("name:5", 5).unwrap();
+    // Accept mode: writes past the limit go through, counted at risk.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("writebehind-overflow")
+        .arg("accept")
+        .query(&mut c)
+        .unwrap();
+    // The flusher picks config changes up within a fraction of a second.
+    wait_until(10, "overflow accept", || {
+        for i in 10..20 {
+            if c.set::<_, _, ()>(format!("name:{i}"), i).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    assert!(stat(&mut c, "writes_at_risk") > 0);
+    let r: String = redis::cmd("WRITEBEHIND")
+        .arg("RESUME")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, "OK");
+    flush(&mut c);
+    assert_eq!(
+        Sqlite(file).rows("SELECT count(*) FROM names")[0][0],
+        (1 + 5 + 10).to_string()
+    );
+}
+
+/// A writer keeps adding while the flusher runs every few milliseconds:
+/// after a final FLUSH every write is in the tables.
+fn writer_during_flushes(s: &ServerProc, db: &mut dyn Db) {
+    const N: usize = 3000;
+    let mut w = s.conn();
+    let writer = std::thread::spawn(move || {
+        let mut expected_sets: BTreeSet<(String, String)> = BTreeSet::new();
+        for i in 0..N {
+            let user = format!("w{}", i % 17);
+            let mut p = redis::pipe();
+            p.rpush(format!("recommend:{user}"), i)
+                .ignore()
+                .sadd(format!("{user}:readItemId"), i)
+                .ignore()
+                .hset(format!("{user}:{i}"), "readAt", i)
+                .ignore();
+            let _: () = p.query(&mut w).unwrap();
+            expected_sets.insert((user, i.to_string()));
+        }
+        expected_sets
+    });
+    let mut c = s.conn();
+    // Flushes happen on their own (short interval); also force some.
+    while !writer.is_finished() {
+        let _: redis::RedisResult<String> = redis::cmd("WRITEBEHIND").arg("FLUSH").query(&mut c);
+    }
+    let expected = writer.join().unwrap();
+    flush(&mut c);
+    let got: BTreeSet<(String, String)> = db
+        .rows("SELECT user_id, item_id FROM read_items WHERE user_id LIKE 'w%'")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    assert_eq!(got, expected);
+    let n = |db: &mut dyn Db, sql: &str| db.rows(sql)[0][0].parse::<usize>().unwrap();
+    assert_eq!(
+        n(
+            db,
+            "SELECT count(*) FROM recommendations WHERE user_id LIKE 'w%'"
+        ),
+        N
+    );
+    assert_eq!(
+        n(
+            db,
+            "SELECT count(DISTINCT item_id) FROM recommendations WHERE user_id LIKE 'w%'"
+        ),
+        N
+    );
+    assert_eq!(
+        n(db, "SELECT count(*) FROM reads WHERE user_id LIKE 'w%'"),
+        N
+    );
+}
+
+#[test]
+fn sqlite_writer_during_flushes_loses_nothing() {
+    let dir = tmpdir("writer");
+    let file = dir.join("wb.db");
+    let s = granary(
+        &format!("sqlite:{}", file.display()),
+        "5",
+        &["--writebehind-batch-size", "500"],
+    );
+    writer_during_flushes(&s, &mut Sqlite(file));
+}
+
+// ------------------------------------------------------------ PostgreSQL
+
+/// A PostgreSQL server of the test's own: initdb in a temporary directory,
+/// a free port, run as the `postgres` user when the test runs as root.
+/// Stopped by PID when dropped, even if the test failed.
+struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The newest /usr/lib/postgresql/<version>/bin (scripts/test.sh installs
+/// PostgreSQL when it is missing).
+fn pg_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run scripts/test.sh or apt-get install postgresql")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop()
+        .expect("no /usr/lib/postgresql/*/bin/initdb: install PostgreSQL")
+}
+
+impl Postgres {
+    fn command(&self, prog: &str) -> std::process::Command {
+        let path = self.bin.join(prog);
+        if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    fn start(name: &str) -> Postgres {
+        let dir = tmpdir(&format!("pg-{name}"));
+        let mut pg = Postgres {
+            bin: pg_bin(),
+            dir,
+            port: common::free_port(),
+            child: None,
+        };
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&pg.dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown of the PostgreSQL directory failed");
+        }
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(pg.dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.run();
+        pg
+    }
+
+    /// Starts the server on the existing data directory and waits until it
+    /// answers.
+    fn run(&mut self) {
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until(60, "PostgreSQL to accept connections", || {
+            self.psql_try("SELECT 1").is_some_and(|r| r == "1")
+        });
+    }
+
+    /// The postmaster's PID, from its pid file.
+    fn pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Fast shutdown by PID, then waits for the process to be gone.
+    fn stop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+            wait_until(60, "PostgreSQL to stop", || {
+                !PathBuf::from(format!("/proc/{pid}")).exists()
+            });
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    fn psql_try(&self, sql: &str) -> Option<String> {
+        let out = std::process::Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args(["-p", &self.port.to_string()])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+}
+
+impl Db for Postgres {
+    fn rows(&mut self, sql: &str) -> Vec<Vec<String>> {
+        let text = self
+            .psql_try(sql)
+            .unwrap_or_else(|| panic!("psql failed: {sql}"));
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(|s| s.to_string()).collect())
+            .collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn postgres_mappings_and_writer() {
+    let mut pg = Postgres::start("mappings");
+    let s = granary(&pg.url(), "60000", &[]);
+    let mut c = s.conn();
+    check_mappings(&mut c, &mut pg, "t");
+    drop(c);
+    let s2 = granary(&pg.url(), "5", &["--writebehind-batch-size", "500"]);
+    writer_during_flushes(&s2, &mut pg);
+}
+
+#[test]
+fn postgres_incompatible_table_is_refused() {
+    let mut pg = Postgres::start("schema");
+    pg.rows("CREATE TABLE names (id text PRIMARY KEY, name integer)");
+    let s = granary(&pg.url(), "60000", &[]);
+    let mut c = s.conn();
+    let _: () = c.set("name:1", "x").unwrap();
+    let e = redis::cmd("WRITEBEHIND")
+        .arg("FLUSH")
+        .query::<String>(&mut c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("table names column name has type integer"),
+        "{e}"
+    );
+}
+
+/// PostgreSQL stopped under load, then started: the backlog rises while it
+/// is down and drains after; every row arrives once.
+#[test]
+fn postgres_outage_backlog_rises_and_drains() {
+    let mut pg = Postgres::start("outage");
+    let s = granary(&pg.url(), "20", &[]);
+    let mut c = s.conn();
+    let push = |c: &mut redis::Connection, from: usize, to: usize| {
+        for i in from..to {
+            let _: () = c.rpush(format!("recommend:o{}", i % 5), i).unwrap();
+            let _: () = c.sadd(format!("o{}:readItemId", i % 5), i).unwrap();
+        }
+    };
+    push(&mut c, 0, 200);
+    flush(&mut c);
+    pg.stop();
+    push(&mut c, 200, 1200);
+    wait_until(30, "a failed batch while PostgreSQL is down", || {
+        stat(&mut c, "batches_failed") > 0
+    });
+    // The backlog shows: rows waiting (or being retried) and their age.
+    let pending = stat(&mut c, "pending_rows");
+    assert!(pending >= 1000, "pending_rows {pending}");
+    let st = status(&mut c);
+    assert!(!st["last_error"].is_empty(), "{st:?}");
+    wait_until(30, "the oldest pending age to grow", || {
+        stat(&mut c, "oldest_pending_age_ms") > 0
+    });
+    pg.run();
+    wait_until(60, "the backlog to drain", || {
+        stat(&mut c, "pending_rows") == 0
+    });
+    flush(&mut c);
+    assert_eq!(
+        pg.rows("SELECT count(*), count(DISTINCT item_id) FROM recommendations"),
+        strs(&[&["1200", "1200"]])
+    );
+    assert_eq!(
+        pg.rows("SELECT count(*) FROM read_items"),
+        strs(&[&["1200"]])
+    );
+}

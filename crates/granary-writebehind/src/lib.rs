@@ -1,0 +1,361 @@
+//! Write-behind: the server mirrors mapped keys into SQLite or PostgreSQL
+//! tables in batches, off the command path (docs/writebehind.md).
+//!
+//! Commands report every changed key to [`WriteBehind::on_write`] (and
+//! pushed list elements to [`WriteBehind::on_push`]); matching keys are
+//! marked pending, coalesced. The flusher thread ([`flusher`]) takes the
+//! pending set every `writebehind-interval` ms or when
+//! `writebehind-batch-size` rows wait, reads each key's current state,
+//! and writes the rows in chunked transactions, retrying with backoff.
+//! This crate does not know the command layer: it reads the keyspace
+//! through [`Source`].
+
+pub mod flusher;
+pub mod model;
+pub mod pending;
+pub mod rules;
+pub mod sink;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use pending::{Appended, Pending};
+use rules::{KeyType, Rule, RuleSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use flusher::Source;
+
+/// Settings the flusher and the write hook read (from the config params).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub interval_ms: u64,
+    pub batch_size: usize,
+    pub max_pending: u64,
+    /// Past max_pending, accept writes (counted at risk) instead of refusing.
+    pub overflow_accept: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            interval_ms: 1000,
+            batch_size: 10_000,
+            max_pending: 1_000_000,
+            overflow_accept: false,
+        }
+    }
+}
+
+/// Counters for INFO writebehind and WRITEBEHIND STATUS.
+#[derive(Default)]
+pub struct Stats {
+    pub rows_flushed: AtomicU64,
+    pub batches_flushed: AtomicU64,
+    pub batches_failed: AtomicU64,
+    /// Upserts (hash, string rows) written.
+    pub upserts: AtomicU64,
+    /// Rows appended (list elements) written.
+    pub appends: AtomicU64,
+    /// Rows deleted by key deletions (statements, not rows).
+    pub deletes: AtomicU64,
+    /// Writes accepted past writebehind-max-pending (overflow accept).
+    pub at_risk: AtomicU64,
+    /// Writes refused past writebehind-max-pending.
+    pub refused: AtomicU64,
+    pub last_error: Mutex<String>,
+    pub last_flush_ms: AtomicU64,
+}
+
+/// Flush cycles, for WRITEBEHIND FLUSH to wait on.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Progress {
+    /// Cycles started (each takes everything pending at its start).
+    pub started: u64,
+    /// The last cycle that committed everything it took.
+    pub ok: u64,
+    /// The last cycle that failed.
+    pub failed: u64,
+}
+
+pub struct WriteBehind {
+    /// A sink is configured; when false every hook is one relaxed load.
+    enabled: AtomicBool,
+    rules: RwLock<Arc<RuleSet>>,
+    /// Bumped when the rules change, so the flusher prepares new tables.
+    pub rules_version: AtomicU64,
+    pending: Mutex<Pending>,
+    /// Mirror of the pending count, for cheap checks on the write path.
+    pending_rows: AtomicU64,
+    /// Rows taken by the flush in progress, pending until committed, and
+    /// when the oldest of them arrived.
+    inflight_rows: AtomicU64,
+    inflight_oldest: Mutex<Option<Instant>>,
+    next_id: AtomicI64,
+    pub settings: RwLock<Settings>,
+    /// Copies of settings read on the write path.
+    max_pending: AtomicU64,
+    batch_size: AtomicU64,
+    overflow_accept: AtomicBool,
+    pub paused: AtomicBool,
+    pub stats: Stats,
+    pub sink_spec: String,
+    /// Wakes the flusher (a FLUSH, the batch size reached, a rule change).
+    wake: Condvar,
+    wake_flag: Mutex<bool>,
+    /// A FLUSH asked for a cycle even while paused.
+    forced: AtomicBool,
+    progress: Mutex<Progress>,
+    progress_cv: Condvar,
+    pub stop: AtomicBool,
+}
+
+impl WriteBehind {
+    /// Write-behind to `sink` (empty: off) with `rules`.
+    pub fn new(sink: &str, rules: RuleSet, settings: Settings) -> WriteBehind {
+        // Row ids start at the current time in microseconds, so ids stay
+        // above those of an earlier run even before the tables are read.
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(1);
+        let wb = WriteBehind {
+            enabled: AtomicBool::new(!sink.trim().is_empty()),
+            rules: RwLock::new(Arc::new(rules)),
+            rules_version: AtomicU64::new(1),
+            pending: Mutex::default(),
+            pending_rows: AtomicU64::new(0),
+            inflight_rows: AtomicU64::new(0),
+            inflight_oldest: Mutex::new(None),
+            next_id: AtomicI64::new(now_us),
+            settings: RwLock::new(Settings::default()),
+            max_pending: AtomicU64::new(0),
+            batch_size: AtomicU64::new(0),
+            overflow_accept: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            stats: Stats::default(),
+            sink_spec: sink.trim().to_string(),
+            wake: Condvar::new(),
+            wake_flag: Mutex::new(false),
+            forced: AtomicBool::new(false),
+            progress: Mutex::default(),
+            progress_cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        };
+        wb.set_settings(settings);
+        wb
+    }
+
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Relaxed)
+    }
+
+    pub fn set_settings(&self, s: Settings) {
+        self.max_pending.store(s.max_pending, Relaxed);
+        self.batch_size.store(s.batch_size as u64, Relaxed);
+        self.overflow_accept.store(s.overflow_accept, Relaxed);
+        *self.settings.write() = s;
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().clone()
+    }
+
+    /// Replaces the rules (RULE ADD / DEL) and wakes the flusher to
+    /// prepare their tables.
+    pub fn set_rules(&self, rules: RuleSet) {
+        *self.rules.write() = Arc::new(rules);
+        self.rules_version.fetch_add(1, Relaxed);
+        self.wake_flusher();
+    }
+
+    /// Rows not committed yet: waiting, or being written now.
+    pub fn pending_rows(&self) -> u64 {
+        self.pending_rows.load(Relaxed) + self.inflight_rows.load(Relaxed)
+    }
+
+    /// Milliseconds the oldest change not committed yet has waited.
+    pub fn oldest_pending_age_ms(&self) -> u64 {
+        let waiting = self.pending.lock().oldest;
+        let inflight = *self.inflight_oldest.lock();
+        let oldest = match (waiting, inflight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        oldest.map_or(0, |t| t.elapsed().as_millis() as u64)
+    }
+
+    fn over_limit(&self) -> bool {
+        self.pending_rows() >= self.max_pending.load(Relaxed)
+    }
+
+    /// Whether a write to `key` must be refused because the backlog is
+    /// full (checked before a write command runs).
+    pub fn refuses(&self, db: usize, key: &[u8]) -> bool {
+        if !self.enabled() || !self.over_limit() || self.overflow_accept.load(Relaxed) {
+            return false;
+        }
+        let refuse = self.rules.read().any_matches(db, key);
+        if refuse {
+            self.stats.refused.fetch_add(1, Relaxed);
+        }
+        refuse
+    }
+
+    /// A key changed (any write, expiry, eviction): marks it pending if a
+    /// rule's pattern matches. The flush reads its state then.
+    #[inline]
+    pub fn on_write(&self, db: usize, key: &[u8]) {
+        if self.enabled() {
+            self.mark(db, key);
+        }
+    }
+
+    fn mark(&self, db: usize, key: &[u8]) {
+        // List keys matter only through their pushed elements (on_push).
+        if !self.rules.read().mirrors(db, key) {
+            return;
+        }
+        let mut p = self.pending.lock();
+        if p.mark(db, key) {
+            self.counted(&p);
+        }
+    }
+
+    /// Elements were pushed to the list at `key`: each becomes a row.
+    pub fn on_push(&self, db: usize, key: &[u8], values: &[&[u8]]) {
+        if !self.enabled() {
+            return;
+        }
+        let rule: Option<Arc<Rule>> = self.rules.read().find(db, key, KeyType::List).cloned();
+        let Some(rule) = rule else {
+            return;
+        };
+        let mut p = self.pending.lock();
+        for v in values {
+            let id = self.next_id.fetch_add(1, Relaxed);
+            p.append(Appended {
+                rule: rule.clone(),
+                id,
+                key: key.into(),
+                value: (*v).into(),
+            });
+        }
+        self.counted(&p);
+    }
+
+    /// A database was emptied (FLUSHDB, FLUSHALL, SWAPDB).
+    pub fn on_emptied(&self, db: usize) {
+        if !self.enabled() {
+            return;
+        }
+        if !self.rules.read().rules.iter().any(|r| r.db == db) {
+            return;
+        }
+        let mut p = self.pending.lock();
+        p.emptied(db);
+        self.counted(&p);
+    }
+
+    /// Publishes the pending count; wakes the flusher at the batch size
+    /// and counts writes accepted past the limit.
+    fn counted(&self, p: &Pending) {
+        let rows = p.rows as u64;
+        let before = self.pending_rows.swap(rows, Relaxed);
+        if self.over_limit() {
+            self.stats.at_risk.fetch_add(1, Relaxed);
+        }
+        let batch = self.batch_size.load(Relaxed);
+        if before < batch && rows >= batch {
+            self.wake_flusher();
+        }
+    }
+
+    pub fn wake_flusher(&self) {
+        *self.wake_flag.lock() = true;
+        self.wake.notify_one();
+    }
+
+    /// Makes ids of new rows larger than `id` (ids found in a table).
+    pub fn ids_above(&self, id: i64) {
+        self.next_id.fetch_max(id + 1, Relaxed);
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.lock()
+    }
+
+    /// WRITEBEHIND FLUSH: waits until everything pending now is committed.
+    /// Err with the sink's error if a cycle that started after this call
+    /// failed, or on timeout.
+    pub fn flush_and_wait(&self, timeout: Duration) -> Result<(), String> {
+        if !self.enabled() {
+            return Err("write-behind is off (writebehind-sink is empty)".into());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut prog = self.progress.lock();
+        // The next cycle to start takes everything pending now.
+        let target = prog.started + 1;
+        self.forced.store(true, Relaxed);
+        self.wake_flusher();
+        loop {
+            if prog.ok >= target {
+                return Ok(());
+            }
+            if prog.failed >= target {
+                return Err(self.stats.last_error.lock().clone());
+            }
+            if self.progress_cv.wait_until(&mut prog, deadline).timed_out() {
+                return Err("timed out waiting for the flush".into());
+            }
+        }
+    }
+
+    fn take_pending(&self) -> Pending {
+        let mut p = self.pending.lock();
+        let taken = p.take();
+        self.inflight_rows.store(taken.rows as u64, Relaxed);
+        *self.inflight_oldest.lock() = taken.oldest;
+        self.pending_rows.store(0, Relaxed);
+        taken
+    }
+
+    /// The batch in progress is committed.
+    fn committed(&self) {
+        self.inflight_rows.store(0, Relaxed);
+        *self.inflight_oldest.lock() = None;
+    }
+
+    fn requeue(&self, old: Pending) {
+        let mut p = self.pending.lock();
+        p.requeue(old);
+        self.pending_rows.store(p.rows as u64, Relaxed);
+        self.committed();
+    }
+
+    /// Waits until a flush is due (interval, batch size, a FLUSH), up to
+    /// `timeout`. True if something asked for it before the timeout.
+    fn wait_for_work(&self, timeout: Duration) -> bool {
+        let mut flag = self.wake_flag.lock();
+        if !*flag {
+            let _ = self.wake.wait_for(&mut flag, timeout);
+        }
+        std::mem::replace(&mut *flag, false)
+    }
+
+    fn cycle_started(&self) -> u64 {
+        let mut p = self.progress.lock();
+        p.started += 1;
+        p.started
+    }
+
+    fn cycle_ended(&self, n: u64, ok: bool) {
+        let mut p = self.progress.lock();
+        if ok {
+            p.ok = p.ok.max(n);
+        } else {
+            p.failed = p.failed.max(n);
+        }
+        self.progress_cv.notify_all();
+    }
+}
