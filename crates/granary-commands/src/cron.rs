@@ -41,6 +41,7 @@ fn run(server: Weak<Server>) {
                 break;
             }
         }
+        crate::rdb::check_save_points(&s);
         if s.config.get_bool("activerehashing") {
             rehash_pass(&s);
         }

@@ -53,6 +53,7 @@ pub mod err {
     pub const DB_RANGE: &str = "ERR DB index is out of range";
     pub const NOAUTH: &str = "NOAUTH Authentication required.";
     pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
     pub const STRING_TOO_LONG: &str =
         "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 }
@@ -135,6 +136,10 @@ pub struct Store<'a> {
     /// sees one instant, as in Redis.
     pub now: u64,
     pub no_touch: bool,
+    /// Whether the command may change what it looks up (not flagged
+    /// readonly): then a running save gets a key's value before the
+    /// command can change it.
+    pub writes: bool,
     /// The hash the dispatcher computed to lock a single-key command's
     /// shard, by the key's address and length, so it is not computed twice.
     hint: (usize, usize, u64),
@@ -158,6 +163,7 @@ impl<'a> Store<'a> {
             db,
             now,
             no_touch: false,
+            writes: true,
             hint: (0, 0, 0),
         }
     }
@@ -212,7 +218,11 @@ impl<'a> Store<'a> {
         let server = self.server;
         let mut expired = 0;
         let mut fields = 0;
+        let writes = self.writes;
         let db = self.db_of(dbi, h);
+        if writes {
+            db.preserve(h, key);
+        }
         let e = db.lookup(h, key, now, &mut expired, &mut fields);
         if expired > 0 {
             server.stats.expired_keys.fetch_add(expired, Relaxed);

@@ -114,6 +114,15 @@ pub fn execute_at(
             }
         }
     }
+    // The last save failed: refuse writes (and PING) until one succeeds,
+    // so nobody writes data that cannot be persisted (Redis's MISCONF).
+    if !server.rdb.last_ok.load(Relaxed)
+        && (spec.flags & flag::WRITE != 0 || spec.name == "ping")
+        && crate::rdb::writes_refused(server)
+    {
+        server.command_stats[idx].rejected.fetch_add(1, Relaxed);
+        return reject(server, client, out, crate::ctx::err::MISCONF.as_bytes());
+    }
     if client.in_subscribed_mode() && !crate::cmd::pubsub::allowed_when_subscribed(spec) {
         server.command_stats[idx].rejected.fetch_add(1, Relaxed);
         let msg = crate::cmd::pubsub::subscribed_mode_error(spec);
@@ -182,6 +191,7 @@ pub fn run(
         None => lock_for(server, spec, args, client.db, now),
     };
     store.no_touch = client.no_touch && spec.name != "touch";
+    store.writes = spec.flags & flag::READONLY == 0;
     let mark = out.mark();
     let mut ctx = Ctx {
         server,

@@ -17,6 +17,7 @@ pub mod glob;
 pub mod lazyfree;
 pub mod longdouble;
 pub mod pubsub;
+pub mod rdb;
 pub mod server;
 pub mod table;
 pub mod util;

@@ -51,6 +51,8 @@ pub struct Server {
     pub stats: Stats,
     pub command_stats: Vec<CommandStat>,
     pub lazyfree: LazyFree,
+    /// RDB saves: the saver thread's queue and status.
+    pub rdb: crate::rdb::Rdb,
     /// Writes since the last save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub started: Instant,
@@ -81,6 +83,7 @@ impl Server {
             .map(|_| format!("{:x}", rand::random::<u8>() % 16))
             .collect();
         let config_file = config.file.clone();
+        let started_unix_ms = granary_keyspace::now_ms();
         Server {
             keyspace: Keyspace::new(databases),
             config,
@@ -88,9 +91,10 @@ impl Server {
             stats: Stats::default(),
             command_stats,
             lazyfree: LazyFree::start(),
+            rdb: crate::rdb::Rdb::new(started_unix_ms / 1000),
             dirty: AtomicU64::new(0),
             started: Instant::now(),
-            started_unix_ms: granary_keyspace::now_ms(),
+            started_unix_ms,
             run_id,
             tcp_port: AtomicU64::new(0),
             pause: watch::channel(Pause::default()).0,

@@ -86,17 +86,14 @@ impl<W: Write> Writer<W> {
 
     /// Appends a key of the current database, with its expire time (ms).
     pub fn key(&mut self, key: &[u8], value: &Value, expire_ms: Option<u64>) -> io::Result<()> {
-        if let Some(t) = expire_ms {
-            self.scratch.push(op::EXPIRETIME_MS);
-            self.scratch.extend_from_slice(&t.to_le_bytes());
-        }
-        // The type byte comes before the key, the body after it.
-        let start = self.scratch.len();
-        value::write(&mut self.scratch, value, &self.lim);
-        let body = self.scratch.split_off(start + 1);
-        put_string(&mut self.scratch, key);
-        self.scratch.extend_from_slice(&body);
+        record(&mut self.scratch, key, value, expire_ms, &self.lim);
         self.flush_scratch()
+    }
+
+    /// Appends records of the current database made by [`record`].
+    pub fn records(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.digest.update(bytes);
+        self.out.write_all(bytes)
     }
 
     /// Writes EOF and the checksum; returns the output.
@@ -108,6 +105,21 @@ impl<W: Write> Writer<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Appends one key's record (optional EXPIRETIME_MS, type, key, value) to
+/// `out`, as [`Writer::key`] writes it.
+pub fn record(out: &mut Vec<u8>, key: &[u8], value: &Value, expire_ms: Option<u64>, lim: &Limits) {
+    if let Some(t) = expire_ms {
+        out.push(op::EXPIRETIME_MS);
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    // The type byte comes before the key, the body after it.
+    let start = out.len();
+    value::write(out, value, lim);
+    let body = out.split_off(start + 1);
+    put_string(out, key);
+    out.extend_from_slice(&body);
 }
 
 // ---------------------------------------------------------------- reading

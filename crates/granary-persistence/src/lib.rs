@@ -11,12 +11,15 @@
 //!   thresholds, as Redis does when loading.
 //! - [`dump`]: the DUMP payload (value, RDB version, CRC64).
 //! - [`file`]: RDB files, written and read key by key.
+//! - [`snapshot`]: a whole keyspace saved point-in-time beside running
+//!   commands, and loaded at start-up.
 
 pub mod codec;
 pub mod dump;
 pub mod file;
 pub mod intset;
 pub mod listpack;
+pub mod snapshot;
 pub mod value;
 pub mod ziplist;
 
