@@ -107,6 +107,11 @@ pub struct Client {
     pub in_exec: bool,
     /// Pub/sub subscriptions and the queue publishers deliver into.
     pub pubsub: crate::pubsub::Subscriptions,
+    /// The AOF offset the replies of this batch wait for (0: none).
+    pub aof_offset: u64,
+    /// Effects of the commands run inside EXEC (or a script), appended to
+    /// the AOF as one MULTI/EXEC block when it ends.
+    pub propagated: Vec<(usize, Vec<Vec<u8>>)>,
 }
 
 /// A transaction being queued.
@@ -142,6 +147,8 @@ impl Client {
             watched: Vec::new(),
             in_exec: false,
             pubsub: Default::default(),
+            aof_offset: 0,
+            propagated: Vec::new(),
         }
     }
 

@@ -42,6 +42,7 @@ fn run(server: Weak<Server>) {
             }
         }
         crate::rdb::check_save_points(&s);
+        crate::aof::check_auto_rewrite(&s);
         if s.config.get_bool("activerehashing") {
             rehash_pass(&s);
         }
@@ -67,13 +68,27 @@ fn expire_pass(s: &Server) -> bool {
         let mut expired = 0;
         for (dbi, db) in shard.dbs.iter_mut().enumerate() {
             if db.volatile() > 0 {
-                more |= db.expire_due(now, EXPIRE_BATCH, |_| expired += 1);
+                more |= db.expire_due(now, EXPIRE_BATCH, |e| {
+                    expired += 1;
+                    crate::aof::deleted(s, dbi, e.key());
+                });
             }
             if db.has_hash_ttls() {
                 // Hash fields with a TTL that nobody reads (HEXPIRE & co.).
+                let mut changed = Vec::new();
                 more |= db.expire_hash_fields_due(now, EXPIRE_BATCH, |key, _| {
-                    crate::ctx::notify_modified(s, dbi, key)
+                    crate::ctx::notify_modified(s, dbi, key);
+                    changed.push(key.to_vec());
                 });
+                // A hash its last field left is logged as deleted.
+                for key in changed {
+                    if db
+                        .peek(granary_keyspace::hash_bytes(&key), &key, now)
+                        .is_none()
+                    {
+                        crate::aof::deleted(s, dbi, &key);
+                    }
+                }
             }
         }
         drop(shard);

@@ -140,6 +140,12 @@ pub struct Store<'a> {
     /// readonly): then a running save gets a key's value before the
     /// command can change it.
     pub writes: bool,
+    /// Writes this command made (calls of `modified`): it is logged to the
+    /// AOF only if it changed something.
+    pub changes: u32,
+    /// What to log instead of the command's arguments, when those would not
+    /// replay the same (SPOP: the members it removed).
+    pub effect: Option<Vec<Vec<u8>>>,
     /// The hash the dispatcher computed to lock a single-key command's
     /// shard, by the key's address and length, so it is not computed twice.
     hint: (usize, usize, u64),
@@ -164,6 +170,8 @@ impl<'a> Store<'a> {
             now,
             no_touch: false,
             writes: true,
+            changes: 0,
+            effect: None,
             hint: (0, 0, 0),
         }
     }
@@ -224,12 +232,17 @@ impl<'a> Store<'a> {
             db.preserve(h, key);
         }
         let e = db.lookup(h, key, now, &mut expired, &mut fields);
+        let found = e.is_some();
         if expired > 0 {
             server.stats.expired_keys.fetch_add(expired, Relaxed);
+            crate::aof::deleted(server, dbi, key);
         }
         if fields > 0 {
             // Hash fields whose TTL passed were deleted (maybe the key).
             notify_modified(server, dbi, key);
+            if !found {
+                crate::aof::deleted(server, dbi, key);
+            }
         }
         let e = e?;
         if touch {
@@ -348,6 +361,7 @@ impl<'a> Store<'a> {
     /// keyspace notifications and write-behind attach.
     #[inline]
     pub fn modified(&mut self, db: usize, key: &[u8]) {
+        self.changes += 1;
         notify_modified(self.server, db, key);
     }
 

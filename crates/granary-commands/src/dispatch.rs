@@ -184,6 +184,7 @@ pub fn run(
     held: Option<&mut dyn ShardAccess>,
 ) -> Option<Action> {
     let handler = spec.handler?;
+    let nested = held.is_some();
     // TSC-based: a clock_gettime per command showed up in profiles.
     let started = quanta::Instant::now();
     let mut store = match held {
@@ -206,6 +207,18 @@ pub fn run(
         let r = handler(&mut ctx);
         (r, ctx.action.take())
     }));
+    // Logged while the shards are still held, so the AOF has the order
+    // in which commands changed each key.
+    if server.aof.on.load(Relaxed) {
+        if ctx.store.changes > 0 {
+            let effect = crate::aof::effect(&mut ctx);
+            let db = ctx.store.db;
+            crate::aof::propagate(server, ctx.client, db, effect, nested);
+        }
+        if !nested && !ctx.client.propagated.is_empty() {
+            crate::aof::flush_batch(server, ctx.client);
+        }
+    }
     // Release the shards before accounting.
     drop(ctx);
     let stat = &server.command_stats[idx];

@@ -129,6 +129,7 @@ fn evict_one(server: &Server, pool: Pool, rank: Rank, samples: usize, rng: &mut 
     match shard.dbs[c.db].remove(h, &c.key) {
         Some(entry) => {
             server.clients.watches.touch(c.db, &c.key);
+            crate::aof::deleted(server, c.db, &c.key);
             drop(shard);
             server.stats.evicted_keys.fetch_add(1, Relaxed);
             server.dirty.fetch_add(1, Relaxed);

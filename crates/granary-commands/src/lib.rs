@@ -3,6 +3,7 @@
 //! server-wide state commands act on. Sockets live in granary-server; this
 //! crate turns argument vectors into replies.
 
+pub mod aof;
 pub mod blocking;
 pub mod client;
 pub mod cmd;

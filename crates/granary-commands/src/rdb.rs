@@ -30,6 +30,8 @@ pub struct Rdb {
     pub progress: Progress,
     pub loaded_keys: AtomicU64,
     pub loaded_expired: AtomicU64,
+    /// An AOF rewrite runs on the saver thread.
+    pub aof_rewriting: AtomicBool,
     /// Unix seconds of the last save attempt, successful or not (save
     /// points wait a while after a failure, as Redis does).
     last_try: AtomicU64,
@@ -39,6 +41,8 @@ pub struct Rdb {
 struct Queue {
     /// A save was asked for and has not started.
     requested: bool,
+    /// An AOF rewrite was asked for and has not started.
+    aof_requested: bool,
     /// Saves started and finished (or failed) so far: a request is served
     /// by the first save that starts after it.
     started: u64,
@@ -50,6 +54,8 @@ struct Queue {
 /// Why BGSAVE could not start.
 pub enum BgsaveError {
     InProgress,
+    /// An AOF rewrite runs (Redis: another child process is active).
+    RewriteRunning,
 }
 
 impl Rdb {
@@ -61,15 +67,36 @@ impl Rdb {
         r
     }
 
-    /// Asks the saver thread for a save; fails if one runs or is queued.
-    pub fn request(&self) -> Result<(), BgsaveError> {
+    /// Asks the saver thread for a save; fails if one runs or is queued,
+    /// or (unless `schedule`) if an AOF rewrite runs.
+    pub fn request(&self, schedule: bool) -> Result<(), BgsaveError> {
         let mut q = self.queue.lock();
         if q.requested || self.in_progress.load(Relaxed) {
             return Err(BgsaveError::InProgress);
         }
+        if !schedule && self.aof_rewriting.load(Relaxed) {
+            return Err(BgsaveError::RewriteRunning);
+        }
         q.requested = true;
         self.wake.notify_all();
         Ok(())
+    }
+
+    /// Asks the saver thread for an AOF rewrite. False if one is already
+    /// running or queued.
+    pub fn request_aof_rewrite(&self) -> bool {
+        let mut q = self.queue.lock();
+        if q.aof_requested || self.aof_rewriting.load(Relaxed) {
+            return false;
+        }
+        q.aof_requested = true;
+        self.wake.notify_all();
+        true
+    }
+
+    /// Whether an AOF rewrite waits for a save to finish.
+    pub fn aof_rewrite_queued(&self) -> bool {
+        self.queue.lock().aof_requested
     }
 
     /// Runs a save and waits for it (SAVE, SHUTDOWN, DEBUG RELOAD). A save
@@ -119,21 +146,29 @@ fn run(server: Weak<Server>) {
         if s.shutting_down.load(Relaxed) {
             return;
         }
-        let go = {
+        let job = {
             let mut q = s.rdb.queue.lock();
-            if !q.requested {
+            if !q.requested && !q.aof_requested {
                 s.rdb.wake.wait_for(&mut q, Duration::from_millis(200));
             }
             if q.requested {
                 q.requested = false;
                 q.started += 1;
                 s.rdb.in_progress.store(true, Relaxed);
-                true
+                Some(true)
+            } else if q.aof_requested {
+                q.aof_requested = false;
+                s.rdb.aof_rewriting.store(true, Relaxed);
+                Some(false)
             } else {
-                false
+                None
             }
         };
-        if go {
+        if job == Some(false) {
+            let _ = crate::aof::rewrite(&s);
+            s.rdb.aof_rewriting.store(false, Relaxed);
+        }
+        if job == Some(true) {
             let result = save_now(&s);
             let mut q = s.rdb.queue.lock();
             s.rdb.in_progress.store(false, Relaxed);
@@ -221,7 +256,7 @@ pub fn check_save_points(s: &Server) {
         let (secs, changes) = (pair[0], pair[1]);
         if dirty >= changes && since >= secs {
             tracing::info!("{changes} changes in {secs} seconds. Saving...");
-            let _ = r.request();
+            let _ = r.request(false);
             return;
         }
     }
@@ -269,6 +304,10 @@ pub fn load_file(s: &Server, path: &std::path::Path) -> Result<LoadStats, LoadEr
 /// points are configured, unless NOSAVE. False if it failed (the server
 /// then keeps running, as Redis does).
 pub fn save_for_shutdown(s: &Server, save: bool, nosave: bool) -> bool {
+    if s.aof.on.load(Relaxed) {
+        tracing::info!("Calling fsync() on the AOF file.");
+        crate::aof::flush_all(s);
+    }
     let points = !s.config.get("save").unwrap_or_default().is_empty();
     if nosave || !(save || points) {
         return true;

@@ -53,6 +53,8 @@ pub struct Server {
     pub lazyfree: LazyFree,
     /// RDB saves: the saver thread's queue and status.
     pub rdb: crate::rdb::Rdb,
+    /// The append-only file.
+    pub aof: crate::aof::Aof,
     /// Writes since the last save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub started: Instant,
@@ -92,6 +94,7 @@ impl Server {
             command_stats,
             lazyfree: LazyFree::start(),
             rdb: crate::rdb::Rdb::new(started_unix_ms / 1000),
+            aof: crate::aof::Aof::new(),
             dirty: AtomicU64::new(0),
             started: Instant::now(),
             started_unix_ms,

@@ -54,6 +54,21 @@ pub fn save_observed(
     lim: Limits,
     ctime_secs: u64,
     progress: &Progress,
+    between: impl FnMut(),
+) -> io::Result<SaveStats> {
+    save_with(ks, path, lim, ctime_secs, progress, || {}, between)
+}
+
+/// `save_observed`, also calling `at_begin` at the instant of the snapshot,
+/// with every shard held: an AOF rewrite starts its new incremental file
+/// there, so the base and the increments meet exactly.
+pub fn save_with(
+    ks: &Keyspace,
+    path: &Path,
+    lim: Limits,
+    ctime_secs: u64,
+    progress: &Progress,
+    at_begin: impl FnOnce(),
     mut between: impl FnMut(),
 ) -> io::Result<SaveStats> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -63,7 +78,7 @@ pub fn save_observed(
     let mut out = Ok(File::create(&tmp)
         .and_then(|f| Writer::new(CountingWriter::new(f), lim, ctime_secs))
         .map_err(|e| annotate(e, &tmp))?);
-    let sizes = begin(ks, lim);
+    let sizes = begin(ks, lim, at_begin);
     between();
     progress
         .keys_total
@@ -114,8 +129,9 @@ pub fn save_observed(
 
 /// Starts the snapshot with every shard held; returns each database's
 /// (keys, keys with a TTL) at that instant.
-fn begin(ks: &Keyspace, lim: Limits) -> Vec<(u64, u64)> {
+fn begin(ks: &Keyspace, lim: Limits, at_begin: impl FnOnce()) -> Vec<(u64, u64)> {
     let mut locked = ks.lock_all();
+    at_begin();
     let mut sizes = vec![(0u64, 0u64); ks.databases()];
     for shard in locked.shards() {
         for (i, db) in shard.dbs.iter().enumerate() {

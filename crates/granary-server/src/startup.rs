@@ -208,14 +208,17 @@ pub fn run(opts: Options) -> i32 {
 
 async fn serve(server: Arc<Server>, threads: usize) -> i32 {
     // Data first: clients are accepted once the dataset is in memory.
-    match granary_commands::rdb::load_at_startup(&server) {
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!("{e}");
-            return 1;
-        }
+    let loaded = if server.config.get_bool("appendonly") {
+        granary_commands::aof::load_at_startup(&server).map(|_| ())
+    } else {
+        granary_commands::rdb::load_at_startup(&server).map(|_| ())
+    };
+    if let Err(e) = loaded {
+        tracing::error!("{e}");
+        return 1;
     }
     granary_commands::rdb::start(&server);
+    granary_commands::aof::start(&server);
     let port = server.config.get_int("port") as u16;
     let binds = server.config.get("bind").unwrap_or_default();
     let mut listeners = vec![];

@@ -179,6 +179,12 @@ fn config_set(c: &mut Ctx) -> CmdResult {
         .collect();
     let protected_ok = allowed(c, "enable-protected-configs");
     c.server.config.set_many(&pairs, protected_ok)?;
+    if pairs
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("appendonly"))
+    {
+        crate::aof::set_enabled(c.server, c.server.config.get_bool("appendonly"));
+    }
     c.out.ok();
     Ok(())
 }

@@ -405,22 +405,39 @@ fn persistence_section(server: &Server, s: &mut Section) {
     s.field("rdb_last_cow_size", r.last_cow.load(Relaxed));
     s.field("rdb_last_load_keys_expired", r.loaded_expired.load(Relaxed));
     s.field("rdb_last_load_keys_loaded", r.loaded_keys.load(Relaxed));
-    for name in [
-        "aof_enabled",
-        "aof_rewrite_in_progress",
-        "aof_rewrite_scheduled",
-    ] {
-        s.field(name, 0);
-    }
-    s.field("aof_last_rewrite_time_sec", -1);
-    s.field("aof_current_rewrite_time_sec", -1);
-    s.field("aof_last_bgrewrite_status", "ok");
-    s.field("aof_rewrites", 0);
+    let a = &server.aof;
+    let ok = |b: &std::sync::atomic::AtomicBool| if b.load(Relaxed) { "ok" } else { "err" };
+    let enabled = server.config.get_bool("appendonly");
+    let rewriting = r.aof_rewriting.load(Relaxed);
+    s.field("aof_enabled", enabled as u8);
+    s.field("aof_rewrite_in_progress", rewriting as u8);
+    s.field("aof_rewrite_scheduled", r.aof_rewrite_queued() as u8);
+    s.field(
+        "aof_last_rewrite_time_sec",
+        a.last_rewrite_secs.load(Relaxed),
+    );
+    let started = a.rewrite_started_ms.load(Relaxed);
+    let current = if rewriting && started != 0 {
+        (granary_keyspace::now_ms().saturating_sub(started) / 1000) as i64
+    } else {
+        -1
+    };
+    s.field("aof_current_rewrite_time_sec", current);
+    s.field("aof_last_bgrewrite_status", ok(&a.last_rewrite_ok));
+    s.field("aof_rewrites", a.rewrites.load(Relaxed));
     s.field("aof_rewrites_consecutive_failures", 0);
-    s.field("aof_last_write_status", "ok");
+    s.field("aof_last_write_status", ok(&a.last_write_ok));
     s.field("aof_last_cow_size", 0);
     s.field("module_fork_in_progress", 0);
     s.field("module_fork_last_cow_size", 0);
+    if enabled {
+        s.field("aof_current_size", a.current_size.load(Relaxed));
+        s.field("aof_base_size", a.base_size.load(Relaxed));
+        s.field("aof_pending_rewrite", 0);
+        s.field("aof_buffer_length", a.pending_bytes());
+        s.field("aof_pending_bio_fsync", 0);
+        s.field("aof_delayed_fsync", 0);
+    }
 }
 
 fn stats_section(server: &Server, s: &mut Section) {
