@@ -115,6 +115,11 @@ pub struct Client {
     pub pubsub: crate::pubsub::Subscriptions,
     /// CLIENT TRACKING mode (`crate::tracking::flags`; 0: off).
     pub tracking: u32,
+    /// The AOF offset the replies of this batch wait for (0: none).
+    pub aof_offset: u64,
+    /// Effects of the commands run inside EXEC (or a script), appended to
+    /// the AOF as one MULTI/EXEC block when it ends.
+    pub propagated: Vec<(usize, Vec<Vec<u8>>)>,
 }
 
 /// A transaction being queued.
@@ -151,6 +156,8 @@ impl Client {
             in_exec: false,
             pubsub: Default::default(),
             tracking: 0,
+            aof_offset: 0,
+            propagated: Vec::new(),
         }
     }
 

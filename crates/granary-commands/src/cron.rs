@@ -41,6 +41,8 @@ fn run(server: Weak<Server>) {
                 break;
             }
         }
+        crate::rdb::check_save_points(&s);
+        crate::aof::check_auto_rewrite(&s);
         if s.config.get_bool("activerehashing") {
             rehash_pass(&s);
         }

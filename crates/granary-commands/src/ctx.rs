@@ -54,6 +54,7 @@ pub mod err {
     pub const DB_RANGE: &str = "ERR DB index is out of range";
     pub const NOAUTH: &str = "NOAUTH Authentication required.";
     pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+    pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
     pub const STRING_TOO_LONG: &str =
         "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 }
@@ -143,6 +144,16 @@ pub struct Store<'a> {
     /// sees one instant, as in Redis.
     pub now: u64,
     pub no_touch: bool,
+    /// Whether the command may change what it looks up (not flagged
+    /// readonly): then a running save gets a key's value before the
+    /// command can change it.
+    pub writes: bool,
+    /// Writes this command made (calls of `modified`): it is logged to the
+    /// AOF only if it changed something.
+    pub changes: u32,
+    /// What to log instead of the command's arguments, when those would not
+    /// replay the same (SPOP: the members it removed).
+    pub effect: Option<Vec<Vec<u8>>>,
     /// The hash the dispatcher computed to lock a single-key command's
     /// shard, by the key's address and length, so it is not computed twice.
     hint: (usize, usize, u64),
@@ -166,6 +177,9 @@ impl<'a> Store<'a> {
             db,
             now,
             no_touch: false,
+            writes: true,
+            changes: 0,
+            effect: None,
             hint: (0, 0, 0),
         }
     }
@@ -230,7 +244,11 @@ impl<'a> Store<'a> {
         let server = self.server;
         let mut expired = 0;
         let mut fields = 0;
+        let writes = self.writes;
         let db = self.db_of(dbi, h);
+        if writes {
+            db.preserve(h, key);
+        }
         let e = db.lookup(h, key, now, &mut expired, &mut fields);
         if expired > 0 {
             server.stats.expired_keys.fetch_add(expired, Relaxed);
@@ -381,6 +399,7 @@ impl<'a> Store<'a> {
     /// keyspace notifications and write-behind attach.
     #[inline]
     pub fn modified(&mut self, db: usize, key: &[u8]) {
+        self.changes += 1;
         notify_modified(self.server, db, key);
     }
 
@@ -395,6 +414,8 @@ impl<'a> Store<'a> {
 
 /// A key was deleted because its TTL passed (lazily or by the cron).
 pub fn key_expired(server: &Server, db: usize, key: &[u8]) {
+    // Logged as DEL, so a replay never resurrects it.
+    crate::aof::deleted(server, db, key);
     notify(server, class::EXPIRED, "expired", key, db);
     crate::tracking::invalidate_key(server, key);
     // The expired key's rows follow it (write-behind).
@@ -406,6 +427,7 @@ pub fn key_expired(server: &Server, db: usize, key: &[u8]) {
 pub fn hash_fields_expired(server: &Server, db: usize, key: &[u8], gone: bool) {
     notify(server, class::HASH, "hexpired", key, db);
     if gone {
+        crate::aof::deleted(server, db, key);
         notify(server, class::GENERIC, "del", key, db);
     }
 }

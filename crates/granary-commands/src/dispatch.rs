@@ -127,6 +127,15 @@ pub fn execute_at(
         let msg = crate::cmd::writebehind::BACKLOG_FULL.as_bytes();
         return reject(server, client, out, msg);
     }
+    // The last save failed: refuse writes (and PING) until one succeeds,
+    // so nobody writes data that cannot be persisted (Redis's MISCONF).
+    if !server.rdb.last_ok.load(Relaxed)
+        && (spec.flags & flag::WRITE != 0 || spec.name == "ping")
+        && crate::rdb::writes_refused(server)
+    {
+        server.command_stats[idx].rejected.fetch_add(1, Relaxed);
+        return reject(server, client, out, crate::ctx::err::MISCONF.as_bytes());
+    }
     if client.in_subscribed_mode() && !crate::cmd::pubsub::allowed_when_subscribed(spec) {
         server.command_stats[idx].rejected.fetch_add(1, Relaxed);
         let msg = crate::cmd::pubsub::subscribed_mode_error(spec);
@@ -188,6 +197,7 @@ pub fn run(
     held: Option<&mut dyn ShardAccess>,
 ) -> Option<Action> {
     let handler = spec.handler?;
+    let nested = held.is_some();
     // TSC-based: a clock_gettime per command showed up in profiles.
     let started = quanta::Instant::now();
     let mut store = match held {
@@ -195,6 +205,7 @@ pub fn run(
         None => lock_for(server, spec, args, client.db, now),
     };
     store.no_touch = client.no_touch && spec.name != "touch";
+    store.writes = spec.flags & flag::READONLY == 0;
     let mark = out.mark();
     let mut ctx = Ctx {
         server,
@@ -218,6 +229,18 @@ pub fn run(
         // read and its recording.
         let ok = matches!(result, Ok((Ok(()), _)));
         crate::tracking::after_command(server, ctx.client, spec, args, ok);
+    }
+    // Logged while the shards are still held, so the AOF has the order
+    // in which commands changed each key.
+    if server.aof.on.load(Relaxed) {
+        if ctx.store.changes > 0 {
+            let effect = crate::aof::effect(&mut ctx);
+            let db = ctx.store.db;
+            crate::aof::propagate(server, ctx.client, db, effect, nested);
+        }
+        if !nested && !ctx.client.propagated.is_empty() {
+            crate::aof::flush_batch(server, ctx.client);
+        }
     }
     // Release the shards before accounting.
     drop(ctx);

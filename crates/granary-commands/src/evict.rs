@@ -139,6 +139,7 @@ fn evict_one(server: &Server, pool: Pool, rank: Rank, samples: usize, rng: &mut 
             crate::tracking::invalidate_key(server, &c.key);
             // An evicted key's rows follow it (write-behind).
             server.writebehind.on_write(c.db, &c.key);
+            crate::aof::deleted(server, c.db, &c.key);
             drop(shard);
             server.stats.evicted_keys.fetch_add(1, Relaxed);
             server.dirty.fetch_add(1, Relaxed);

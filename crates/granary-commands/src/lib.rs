@@ -3,6 +3,7 @@
 //! server-wide state commands act on. Sockets live in granary-server; this
 //! crate turns argument vectors into replies.
 
+pub mod aof;
 pub mod blocking;
 pub mod client;
 pub mod cmd;
@@ -18,6 +19,7 @@ pub mod lazyfree;
 pub mod longdouble;
 pub mod notify;
 pub mod pubsub;
+pub mod rdb;
 pub mod server;
 pub mod table;
 pub mod tracking;

@@ -53,6 +53,10 @@ pub struct Server {
     pub lazyfree: LazyFree,
     /// The Lua state, script cache, function libraries, busy-script state.
     pub scripting: crate::cmd::scripting::Scripting,
+    /// RDB saves: the saver thread's queue and status.
+    pub rdb: crate::rdb::Rdb,
+    /// The append-only file.
+    pub aof: crate::aof::Aof,
     /// Writes since the last save (INFO rdb_changes_since_last_save).
     pub dirty: AtomicU64,
     pub started: Instant,
@@ -86,6 +90,7 @@ impl Server {
             .collect();
         let config_file = config.file.clone();
         let writebehind = crate::cmd::writebehind::from_config(&config);
+        let started_unix_ms = granary_keyspace::now_ms();
         Server {
             keyspace: Keyspace::new(databases),
             config,
@@ -94,9 +99,11 @@ impl Server {
             command_stats,
             lazyfree: LazyFree::start(),
             scripting: crate::cmd::scripting::Scripting::new(),
+            rdb: crate::rdb::Rdb::new(started_unix_ms / 1000),
+            aof: crate::aof::Aof::new(),
             dirty: AtomicU64::new(0),
             started: Instant::now(),
-            started_unix_ms: granary_keyspace::now_ms(),
+            started_unix_ms,
             run_id,
             tcp_port: AtomicU64::new(0),
             pause: watch::channel(Pause::default()).0,

@@ -3,9 +3,11 @@
 
 use crate::dict::Dict;
 use crate::hash::hash_bytes;
+use crate::snapshot::Snapshot;
 use crate::value::{Entry, Value, FAR_EXPIRE};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 /// A min-heap of (deadline, key hash). Entries go stale when a TTL changes
 /// or a key is deleted; they are checked against the entry when popped and
@@ -31,6 +33,10 @@ pub struct Db {
     /// it grows to 4 times that, so stale entries (deleted keys, moved
     /// deadlines) cost amortized O(1) and memory stays bounded.
     hfe_live: usize,
+    /// The keyspace's snapshot state, and this database's number in it:
+    /// an entry changed or deleted during a save is first preserved.
+    snap: Arc<Snapshot>,
+    index: usize,
 }
 
 /// Outcome of looking a key up.
@@ -40,6 +46,15 @@ pub enum Lookup<'a> {
 }
 
 impl Db {
+    /// Database number `index` of a keyspace whose saves go through `snap`.
+    pub fn new(index: usize, snap: Arc<Snapshot>) -> Self {
+        Db {
+            snap,
+            index,
+            ..Db::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.dict.len()
     }
@@ -96,6 +111,7 @@ impl Db {
     /// Deletes up to `max` due fields of the hash at `key`, and the key if
     /// no field is left: (fields deleted, key deleted).
     fn expire_hash_fields(&mut self, hash: u64, key: &[u8], now: u64, max: usize) -> (usize, bool) {
+        self.preserve(hash, key);
         let Some(Entry {
             value: Value::Hash(h),
             ..
@@ -259,6 +275,7 @@ impl Db {
         clock: u16,
     ) -> Option<Value> {
         // Overwriting keeps the node: no free and malloc per SET of a hot key.
+        self.preserve(hash, key);
         let old = match self.dict.get_mut(hash, key) {
             Some(e) => {
                 let had_ttl = e.expire_field() != 0;
@@ -275,9 +292,10 @@ impl Db {
                 Some(old)
             }
             None => {
-                self.dict
-                    .insert_new(hash, Entry::new(key, value))
-                    .set_access_clock(clock);
+                let e = self.dict.insert_new(hash, Entry::new(key, value));
+                e.set_access_clock(clock);
+                // Created now: not part of a save that is running.
+                e.set_mark(self.snap.parity());
                 None
             }
         };
@@ -304,6 +322,7 @@ impl Db {
 
     /// Sets or clears the TTL of a present key. Returns false if absent.
     pub fn set_expire(&mut self, hash: u64, key: &[u8], when: Option<u64>) -> bool {
+        self.preserve(hash, key);
         let Some(e) = self.dict.get_mut(hash, key) else {
             return false;
         };
@@ -336,6 +355,7 @@ impl Db {
     }
 
     pub fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
+        self.preserve(hash, key);
         let e = self.dict.remove(hash, key)?;
         if e.expire_field() != 0 {
             self.expiry.live -= 1;
@@ -344,6 +364,75 @@ impl Db {
             }
         }
         Some(e)
+    }
+
+    /// Call before changing or deleting the entry at `key` in place: if a
+    /// running save does not have it yet, it gets the value as it is now
+    /// (see `snapshot.rs`). One relaxed load when no save runs.
+    #[inline]
+    pub fn preserve(&mut self, hash: u64, key: &[u8]) {
+        if self.snap.active() {
+            self.preserve_slow(hash, key);
+        }
+    }
+
+    #[cold]
+    fn preserve_slow(&mut self, hash: u64, key: &[u8]) {
+        let Db {
+            dict, far, snap, ..
+        } = self;
+        if let Some(e) = dict.get_mut(hash, key) {
+            if snap.owes(e) {
+                let expire = expire_time(far, e);
+                snap.preserve(self.index, e, expire);
+            }
+        }
+    }
+
+    /// One step of a save's walk over this database: every entry in the
+    /// buckets at `cursor` that the save does not have yet is passed to
+    /// `save` (with its expire time) and marked. Returns the next cursor,
+    /// 0 at the end.
+    pub fn save_step(&mut self, cursor: u64, mut save: impl FnMut(&Entry, Option<u64>)) -> u64 {
+        let Db {
+            dict, far, snap, ..
+        } = self;
+        let parity = snap.parity();
+        dict.scan_mut(cursor, |e| {
+            if e.mark() != parity {
+                save(e, expire_time(far, e));
+                e.set_mark(parity);
+            }
+        })
+    }
+
+    /// Preserves every entry a running save does not have yet (before a
+    /// SWAPDB moves them to another database number).
+    pub fn settle(&mut self) {
+        if !self.snap.active() {
+            return;
+        }
+        let mut cursor = 0;
+        loop {
+            let Db {
+                dict, far, snap, ..
+            } = self;
+            let index = self.index;
+            cursor = dict.scan_mut(cursor, |e| {
+                if snap.owes(e) {
+                    let expire = expire_time(far, e);
+                    snap.preserve(index, e, expire);
+                }
+            });
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+
+    /// This database's number (changed by SWAPDB).
+    pub fn set_index(&mut self, index: usize) {
+        self.index = index;
     }
 
     fn compact_expiry(&mut self) {
@@ -394,10 +483,13 @@ impl Db {
                         f == when
                     })
             };
-            if let Some(e) = self.dict.remove_by_hash(hash, stale_check) {
+            if let Some(mut e) = self.dict.remove_by_hash(hash, stale_check) {
                 self.expiry.live -= 1;
                 if e.expire_field() == FAR_EXPIRE {
                     self.far.remove(e.key());
+                }
+                if self.snap.owes(&e) {
+                    self.snap.preserve(self.index, &mut e, Some(when));
                 }
                 on_expire(&e);
                 done += 1;
@@ -418,7 +510,19 @@ impl Db {
     /// Empties the database, returning the old contents so the caller can
     /// drop them where it suits (in the background for FLUSH ... ASYNC).
     pub fn take(&mut self) -> Db {
-        std::mem::take(self)
+        let fresh = Db::new(self.index, self.snap.clone());
+        let old = std::mem::replace(self, fresh);
+        // A running save still owes the old contents: it takes them over.
+        self.snap.detach(self.index, old).unwrap_or_default()
+    }
+}
+
+/// The absolute expire time of `e`, whose far-future times live in `far`.
+fn expire_time(far: &HashMap<Box<[u8]>, u64>, e: &Entry) -> Option<u64> {
+    match e.expire_field() {
+        0 => None,
+        FAR_EXPIRE => Some(far.get(e.key()).copied().unwrap_or(u64::MAX)),
+        f => Some(f),
     }
 }
 

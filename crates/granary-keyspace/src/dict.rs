@@ -9,6 +9,7 @@
 //! every element present for the whole iteration at least once.
 
 use crate::hash::hash_bytes;
+use smallvec::SmallVec;
 
 /// What a dict stores: anything that can name its key.
 pub trait DictItem {
@@ -341,34 +342,57 @@ impl<T: DictItem> Dict<T> {
     /// One SCAN step (Redis's dictScan): calls `f` for every item in the
     /// buckets named by `cursor` and returns the next cursor, 0 when done.
     pub fn scan(&self, cursor: u64, mut f: impl FnMut(&T)) -> u64 {
-        if self.len == 0 {
-            return 0;
-        }
-        let mut v = cursor;
-        let visit = |link: &Link<T>, f: &mut dyn FnMut(&T)| {
-            let mut link = link;
+        let (buckets, next) = self.scan_buckets(cursor);
+        for (t, i) in buckets {
+            let mut link = &self.t[t].buckets[i];
             while let Some(n) = link {
                 f(&n.item);
                 link = &n.next;
             }
-        };
+        }
+        next
+    }
+
+    /// `scan` with mutable access to the items (a snapshot's walk marks
+    /// the entries it has saved).
+    pub fn scan_mut(&mut self, cursor: u64, mut f: impl FnMut(&mut T)) -> u64 {
+        let (buckets, next) = self.scan_buckets(cursor);
+        for (t, i) in buckets {
+            let mut link = &mut self.t[t].buckets[i];
+            while let Some(n) = link {
+                f(&mut n.item);
+                link = &mut n.next;
+            }
+        }
+        next
+    }
+
+    /// The (table, bucket) pairs one SCAN step at `cursor` visits, and the
+    /// next cursor: the reverse-binary increment of dictScan, which visits
+    /// every bucket of the smaller table and its expansions in the larger
+    /// one during a rehash.
+    fn scan_buckets(&self, cursor: u64) -> (SmallVec<[(usize, usize); 4]>, u64) {
+        let mut out = SmallVec::new();
+        if self.len == 0 {
+            return (out, 0);
+        }
+        let mut v = cursor;
         if !self.is_rehashing() {
-            let t = &self.t[0];
-            let m0 = t.mask() as u64;
-            visit(&t.buckets[(v & m0) as usize], &mut f);
+            let m0 = self.t[0].mask() as u64;
+            out.push((0, (v & m0) as usize));
             v |= !m0;
             v = v.reverse_bits().wrapping_add(1).reverse_bits();
         } else {
             let (small, large) = if self.t[0].buckets.len() <= self.t[1].buckets.len() {
-                (&self.t[0], &self.t[1])
+                (0, 1)
             } else {
-                (&self.t[1], &self.t[0])
+                (1, 0)
             };
-            let m0 = small.mask() as u64;
-            let m1 = large.mask() as u64;
-            visit(&small.buckets[(v & m0) as usize], &mut f);
+            let m0 = self.t[small].mask() as u64;
+            let m1 = self.t[large].mask() as u64;
+            out.push((small, (v & m0) as usize));
             loop {
-                visit(&large.buckets[(v & m1) as usize], &mut f);
+                out.push((large, (v & m1) as usize));
                 v |= !m1;
                 v = v.reverse_bits().wrapping_add(1).reverse_bits();
                 if v & (m0 ^ m1) == 0 {
@@ -376,7 +400,7 @@ impl<T: DictItem> Dict<T> {
                 }
             }
         }
-        v
+        (out, v)
     }
 
     /// A random item, uniform over buckets then over the chain.

@@ -7,8 +7,10 @@
 
 use crate::db::Db;
 use crate::hash::hash_bytes;
+use crate::snapshot::Snapshot;
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
+use std::sync::Arc;
 
 pub const SHARD_BITS: u32 = 6;
 pub const SHARDS: usize = 1 << SHARD_BITS;
@@ -27,11 +29,22 @@ impl Shard {
     pub fn db(&mut self, i: usize) -> &mut Db {
         &mut self.dbs[i]
     }
+
+    /// SWAPDB's part in this shard. A running save first takes what it
+    /// still needs of both, under their old numbers.
+    pub fn swap_dbs(&mut self, a: usize, b: usize) {
+        self.dbs[a].settle();
+        self.dbs[b].settle();
+        self.dbs.swap(a, b);
+        self.dbs[a].set_index(a);
+        self.dbs[b].set_index(b);
+    }
 }
 
 pub struct Keyspace {
     shards: Box<[Mutex<Shard>]>,
     databases: usize,
+    snapshot: Arc<Snapshot>,
 }
 
 /// The shards a command holds. Dropping it releases them.
@@ -42,14 +55,26 @@ pub struct Locked<'a> {
 
 impl Keyspace {
     pub fn new(databases: usize) -> Self {
+        let snapshot = Arc::new(Snapshot::default());
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    dbs: (0..databases).map(|_| Db::default()).collect(),
+                    dbs: (0..databases)
+                        .map(|i| Db::new(i, snapshot.clone()))
+                        .collect(),
                 })
             })
             .collect();
-        Keyspace { shards, databases }
+        Keyspace {
+            shards,
+            databases,
+            snapshot,
+        }
+    }
+
+    /// The snapshot state (BGSAVE's copy-on-write bookkeeping).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
     }
 
     pub fn databases(&self) -> usize {

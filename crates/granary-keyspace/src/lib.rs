@@ -7,6 +7,7 @@ pub mod db;
 pub mod dict;
 pub mod hash;
 pub mod keyspace;
+pub mod snapshot;
 pub mod types;
 pub mod value;
 

@@ -57,17 +57,21 @@ impl Value {
     }
 }
 
-/// Expiry times are stored in 48 bits of milliseconds (until year 10889);
+/// Expiry times are stored in 47 bits of milliseconds (until year 6429);
 /// this value means "later than that", with the exact time kept aside.
-pub(crate) const FAR_EXPIRE: u64 = (1 << 48) - 1;
-const EXPIRE_MASK: u64 = (1 << 48) - 1;
+pub(crate) const FAR_EXPIRE: u64 = (1 << 47) - 1;
+const EXPIRE_MASK: u64 = (1 << 47) - 1;
+/// Bit 47: the snapshot mark (see `snapshot.rs`).
+const MARK: u64 = 1 << 47;
+const CLOCK_SHIFT: u32 = 48;
 
 /// One key of the keyspace: 64 bytes with its hash-chain link, TTL included.
 pub struct Entry {
     key: Key,
     pub value: Value,
-    /// Bits 0..48: expire time in ms (0 = none, FAR_EXPIRE = see side table);
-    /// bits 48..64: access clock for OBJECT IDLETIME/FREQ and eviction.
+    /// Bits 0..47: expire time in ms (0 = none, FAR_EXPIRE = see side table);
+    /// bit 47: snapshot mark; bits 48..64: access clock for OBJECT
+    /// IDLETIME/FREQ and eviction.
     meta: u64,
 }
 
@@ -103,11 +107,23 @@ impl Entry {
     }
 
     pub fn access_clock(&self) -> u16 {
-        (self.meta >> 48) as u16
+        (self.meta >> CLOCK_SHIFT) as u16
     }
 
     pub fn set_access_clock(&mut self, c: u16) {
-        self.meta = (self.meta & EXPIRE_MASK) | ((c as u64) << 48);
+        self.meta = (self.meta & (EXPIRE_MASK | MARK)) | ((c as u64) << CLOCK_SHIFT);
+    }
+
+    /// The snapshot mark: equal to the snapshot's current parity once the
+    /// running (or last) save has this entry's value.
+    #[inline]
+    pub(crate) fn mark(&self) -> bool {
+        self.meta & MARK != 0
+    }
+
+    #[inline]
+    pub(crate) fn set_mark(&mut self, m: bool) {
+        self.meta = (self.meta & !MARK) | if m { MARK } else { 0 };
     }
 }
 

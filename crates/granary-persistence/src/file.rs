@@ -84,19 +84,23 @@ impl<W: Write> Writer<W> {
         self.flush_scratch()
     }
 
+    /// Writes a function library's code (FUNCTION2, before the databases).
+    pub fn function(&mut self, code: &[u8]) -> io::Result<()> {
+        self.scratch.push(op::FUNCTION2);
+        put_string(&mut self.scratch, code);
+        self.flush_scratch()
+    }
+
     /// Appends a key of the current database, with its expire time (ms).
     pub fn key(&mut self, key: &[u8], value: &Value, expire_ms: Option<u64>) -> io::Result<()> {
-        if let Some(t) = expire_ms {
-            self.scratch.push(op::EXPIRETIME_MS);
-            self.scratch.extend_from_slice(&t.to_le_bytes());
-        }
-        // The type byte comes before the key, the body after it.
-        let start = self.scratch.len();
-        value::write(&mut self.scratch, value, &self.lim);
-        let body = self.scratch.split_off(start + 1);
-        put_string(&mut self.scratch, key);
-        self.scratch.extend_from_slice(&body);
+        record(&mut self.scratch, key, value, expire_ms, &self.lim);
         self.flush_scratch()
+    }
+
+    /// Appends records of the current database made by [`record`].
+    pub fn records(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.digest.update(bytes);
+        self.out.write_all(bytes)
     }
 
     /// Writes EOF and the checksum; returns the output.
@@ -108,6 +112,21 @@ impl<W: Write> Writer<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Appends one key's record (optional EXPIRETIME_MS, type, key, value) to
+/// `out`, as [`Writer::key`] writes it.
+pub fn record(out: &mut Vec<u8>, key: &[u8], value: &Value, expire_ms: Option<u64>, lim: &Limits) {
+    if let Some(t) = expire_ms {
+        out.push(op::EXPIRETIME_MS);
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    // The type byte comes before the key, the body after it.
+    let start = out.len();
+    value::write(out, value, lim);
+    let body = out.split_off(start + 1);
+    put_string(out, key);
+    out.extend_from_slice(&body);
 }
 
 // ---------------------------------------------------------------- reading
@@ -191,7 +210,19 @@ pub fn read<R: Read>(
     r: R,
     len: u64,
     lim: &Limits,
+    each: impl FnMut(Item),
+) -> Result<u16, ReadError> {
+    read_with_functions(r, len, lim, each, &mut Vec::new())
+}
+
+/// `read`, also collecting the code of the function libraries the file
+/// holds (FUNCTION2 records) into `functions`.
+pub fn read_with_functions<R: Read>(
+    r: R,
+    len: u64,
+    lim: &Limits,
     mut each: impl FnMut(Item),
+    functions: &mut Vec<Vec<u8>>,
 ) -> Result<u16, ReadError> {
     let mut src = Checksummed {
         inner: r,
@@ -209,6 +240,7 @@ pub fn read<R: Read>(
         db: 0,
         expire: None,
         left: len.saturating_sub(9),
+        functions,
     };
     loop {
         let mut input = Input::stream(&mut src, state.left);
@@ -235,11 +267,13 @@ pub fn read<R: Read>(
 }
 
 /// Where the reader is: the database selected, the expire time read for
-/// the next key, and how many bytes the file may still hold.
-struct State {
+/// the next key, how many bytes the file may still hold, and the function
+/// libraries read so far.
+struct State<'f> {
     db: u64,
     expire: Option<u64>,
     left: u64,
+    functions: &'f mut Vec<Vec<u8>>,
 }
 
 /// Reads one opcode and what belongs to it.
@@ -274,7 +308,8 @@ fn read_record(
             input.u8()?;
         }
         op::FUNCTION2 => {
-            input.string()?;
+            let code = input.string()?;
+            st.functions.push(code);
         }
         op::FUNCTION_PRE_GA | op::MODULE_AUX => {
             return Err(Error("modules and pre-GA functions are not supported"))

@@ -10,13 +10,18 @@
 //!   listpack sets and converts to Granary's encodings at the configured
 //!   thresholds, as Redis does when loading.
 //! - [`dump`]: the DUMP payload (value, RDB version, CRC64).
+//! - [`aof`]: the append-only file's manifest and command files.
 //! - [`file`]: RDB files, written and read key by key.
+//! - [`snapshot`]: a whole keyspace saved point-in-time beside running
+//!   commands, and loaded at start-up.
 
+pub mod aof;
 pub mod codec;
 pub mod dump;
 pub mod file;
 pub mod intset;
 pub mod listpack;
+pub mod snapshot;
 pub mod value;
 pub mod ziplist;
 

@@ -204,17 +204,17 @@ async fn serve_client(
                     break;
                 }
                 Some(Action::Sleep(d)) => {
-                    flush(server, stream, &mut out).await?;
+                    send_replies(server, client, stream, &mut out).await?;
                     tokio::time::sleep(d).await;
                     now = now_ms();
                 }
                 Some(Action::Shutdown) => {
-                    flush(server, stream, &mut out).await?;
+                    send_replies(server, client, stream, &mut out).await?;
                     server.request_shutdown();
                     return Ok(());
                 }
                 Some(Action::Block(w)) => {
-                    flush(server, stream, &mut out).await?;
+                    send_replies(server, client, stream, &mut out).await?;
                     let io = Blocked {
                         stream,
                         rbuf: &mut rbuf,
@@ -227,7 +227,7 @@ async fn serve_client(
                 }
             }
             if out.pending() >= FLUSH_AT {
-                flush(server, stream, &mut out).await?;
+                send_replies(server, client, stream, &mut out).await?;
             }
         }
         // Let the worker run the other connections that are ready before
@@ -238,7 +238,7 @@ async fn serve_client(
         if !out.is_empty() {
             tokio::task::yield_now().await;
         }
-        flush(server, stream, &mut out).await?;
+        send_replies(server, client, stream, &mut out).await?;
         if close || info.killed.load(Relaxed) {
             return Ok(());
         }
@@ -373,6 +373,18 @@ async fn wait_if_paused(server: &Server, args: &[Bytes]) -> bool {
         waited = true;
         let _ = tokio::time::timeout(Duration::from_millis(p.until_ms - now), rx.changed()).await;
     }
+}
+
+/// Sends the replies of a batch once what its commands changed is in the
+/// AOF as appendfsync promises (an acknowledged write survives a crash).
+async fn send_replies(
+    server: &Server,
+    client: &mut Client,
+    stream: &mut TcpStream,
+    out: &mut Reply,
+) -> std::io::Result<()> {
+    granary_commands::aof::before_reply(server, client);
+    flush(server, stream, out).await
 }
 
 async fn flush(server: &Server, stream: &mut TcpStream, out: &mut Reply) -> std::io::Result<()> {

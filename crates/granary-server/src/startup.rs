@@ -224,6 +224,18 @@ pub fn run(opts: Options) -> i32 {
 }
 
 async fn serve(server: Arc<Server>, threads: usize) -> i32 {
+    // Data first: clients are accepted once the dataset is in memory.
+    let loaded = if server.config.get_bool("appendonly") {
+        granary_commands::aof::load_at_startup(&server).map(|_| ())
+    } else {
+        granary_commands::rdb::load_at_startup(&server).map(|_| ())
+    };
+    if let Err(e) = loaded {
+        tracing::error!("{e}");
+        return 1;
+    }
+    granary_commands::rdb::start(&server);
+    granary_commands::aof::start(&server);
     let port = server.config.get_int("port") as u16;
     let binds = server.config.get("bind").unwrap_or_default();
     let mut listeners = vec![];
@@ -282,20 +294,46 @@ async fn serve(server: Arc<Server>, threads: usize) -> i32 {
         tokio::spawn(conn::accept_loop(server.clone(), l, only_loopback));
     }
     let mut stop = server.shutdown_signal();
-    let sigterm = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        let signalled = tokio::select! {
+            _ = stop.wait_for(|v| *v) => {
+                tracing::info!("User requested shutdown...");
+                false
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("Received SIGINT scheduling shutdown...");
+                true
+            }
+            _ = async {
+                match &mut sigterm {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                tracing::info!("Received SIGTERM scheduling shutdown...");
+                true
+            }
+        };
+        // SHUTDOWN saved already; a signal saves here (a failed save keeps
+        // the server up, as in Redis).
+        if !signalled || save_on_signal(&server).await {
+            break;
         }
-    };
-    tokio::select! {
-        _ = stop.wait_for(|v| *v) => tracing::info!("User requested shutdown..."),
-        _ = tokio::signal::ctrl_c() => tracing::info!("Received SIGINT scheduling shutdown..."),
-        _ = sigterm => tracing::info!("Received SIGTERM scheduling shutdown..."),
+        tracing::warn!("SIGTERM received but errors trying to shut down the server, check the logs for more information");
     }
     server.request_shutdown();
     tracing::info!("Granary is now ready to exit, bye bye...");
     0
+}
+
+/// The final save a signal asks for, off the async workers.
+async fn save_on_signal(server: &Arc<Server>) -> bool {
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || granary_commands::rdb::save_for_shutdown(&s, false, false))
+        .await
+        .unwrap_or(false)
 }

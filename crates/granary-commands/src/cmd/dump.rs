@@ -4,6 +4,7 @@
 
 use crate::ctx::{err, CmdResult, Ctx};
 use crate::notify::class;
+use crate::server::Server;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64};
 use granary_keyspace::types::{hash, set, zset};
@@ -27,8 +28,8 @@ const BAD_DATA: &str = "ERR Bad data format";
 /// The configuration in force: the encoding thresholds decide how a list
 /// is cut into nodes when written and which encodings a restored value
 /// takes; rdbcompression whether DUMP compresses long strings (as Redis).
-fn limits(c: &Ctx) -> Limits {
-    let hot = &c.server.config.hot;
+pub(crate) fn limits(server: &Server) -> Limits {
+    let hot = &server.config.hot;
     let get = |a: &std::sync::atomic::AtomicI64| usize::try_from(a.load(Relaxed)).unwrap_or(0);
     Limits {
         hash: hash::Limits {
@@ -45,12 +46,12 @@ fn limits(c: &Ctx) -> Limits {
             value: get(&hot.zset_max_listpack_value),
         },
         list_fill: hot.list_max_listpack_size.load(Relaxed),
-        compress: c.server.config.get_bool("rdbcompression"),
+        compress: server.config.get_bool("rdbcompression"),
     }
 }
 
 fn dump_cmd(c: &mut Ctx) -> CmdResult {
-    let lim = limits(c);
+    let lim = limits(c.server);
     match c.store.read(&c.args[1]) {
         Some(e) => {
             if matches!(e.value, granary_keyspace::Value::Stream(_)) {
@@ -118,7 +119,7 @@ fn restore(c: &mut Ctx) -> CmdResult {
     if ttl < 0 {
         return Err("ERR Invalid TTL value, must be >= 0".into());
     }
-    let value = match dump::restore(&c.args[3], &limits(c)) {
+    let value = match dump::restore(&c.args[3], &limits(c.server)) {
         Ok(v) => v,
         Err(RestoreError::VersionOrChecksum) => return Err(BAD_PAYLOAD.into()),
         Err(RestoreError::BadData(_)) => return Err(BAD_DATA.into()),

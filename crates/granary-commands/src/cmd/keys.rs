@@ -788,7 +788,7 @@ fn swapdb(c: &mut Ctx) -> CmdResult {
     let (a, b) = (first as usize, second as usize);
     if a != b {
         for i in 0..SHARDS {
-            c.store.with_shard(i, |s| s.dbs.swap(a, b));
+            c.store.with_shard(i, |s| s.swap_dbs(a, b));
         }
         c.store.db_replaced(a, 1);
         c.store.db_replaced(b, 0);

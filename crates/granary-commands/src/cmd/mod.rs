@@ -3,7 +3,7 @@
 //! (hyperloglog.c), `keys` (db.c, object.c), `dump` (DUMP/RESTORE, cluster.c),
 //! `expire` (expire.c), `list` (t_list.c), `hash` (t_hash.c), `set`
 //! (t_set.c), `zset` (t_zset.c), `geo` (geo.c), `pubsub` (pubsub.c),
-//! `multi` (multi.c), `connection`, `client`,
+//! `multi` (multi.c), `persistence` (SAVE, BGSAVE: rdb.c), `connection`, `client`,
 //! `server` (INFO, CONFIG, DEBUG, SHUTDOWN, ...), `introspection`
 //! (COMMAND). Each exports `COMMANDS`, its slice of the command table.
 
@@ -19,6 +19,7 @@ pub mod introspection;
 pub mod keys;
 pub mod list;
 pub mod multi;
+pub mod persistence;
 pub mod pubsub;
 pub mod scripting;
 pub mod server;
@@ -47,6 +48,7 @@ pub static FAMILIES: &[&[Spec]] = &[
     zset::COMMANDS,
     geo::COMMANDS,
     stream::COMMANDS,
+    persistence::COMMANDS,
     server::COMMANDS,
     introspection::COMMANDS,
     scripting::COMMANDS,

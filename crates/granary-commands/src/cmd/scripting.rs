@@ -123,6 +123,10 @@ pub(crate) fn run_script(
     let guard = server.scripting.busy.begin(eval, name, c.args);
     let result = off_worker(|| engine.call(f, keys, args, &run));
     drop(guard);
+    // What the script's commands changed goes to the AOF as one
+    // MULTI/EXEC block (effects, not the script: replays are exact).
+    let effects = std::mem::take(&mut run.into_inner().client.propagated);
+    c.client.propagated.extend(effects);
     let resp3 = engine.resp3();
     match result {
         Err(e) => Err(format!("ERR {e}").into()),
@@ -283,6 +287,31 @@ pub(crate) fn update_counts(server: &crate::server::Server, st: &State) {
     let s = &server.scripting;
     s.library_count.store(st.libraries.len(), Relaxed);
     s.function_count.store(st.functions.len(), Relaxed);
+}
+
+/// The code of every function library (saved with RDB snapshots and AOF
+/// bases, as Redis saves them).
+pub fn library_codes(server: &crate::server::Server) -> Vec<Vec<u8>> {
+    let st = server.scripting.state.lock();
+    st.libraries.values().map(|l| l.code.to_vec()).collect()
+}
+
+/// Loads function libraries read from an RDB file (replacing same-named
+/// ones); a library that fails to load is logged and skipped.
+pub fn load_libraries(server: &crate::server::Server, codes: &[Vec<u8>]) {
+    if codes.is_empty() {
+        return;
+    }
+    let mut st = server.scripting.state.lock();
+    for code in codes {
+        if let Err(e) = function::load_library(&mut st, &Bytes::copy_from_slice(code), true) {
+            tracing::warn!(
+                "Failed loading a function library from the RDB file: {}",
+                e.text()
+            );
+        }
+    }
+    update_counts(server, &st);
 }
 
 #[cfg(test)]

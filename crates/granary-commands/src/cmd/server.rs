@@ -10,6 +10,7 @@ use crate::util::{is, lossy, parse_i64_opt};
 use bytes::Bytes;
 use granary_keyspace::{StrValue, Value};
 use granary_protocol::Reply;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 pub use info::info_text;
@@ -160,6 +161,12 @@ fn config_set(c: &mut Ctx) -> CmdResult {
         .collect();
     let protected_ok = allowed(c, "enable-protected-configs");
     c.server.config.set_many(&pairs, protected_ok)?;
+    if pairs
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("appendonly"))
+    {
+        crate::aof::set_enabled(c.server, c.server.config.get_bool("appendonly"));
+    }
     c.out.ok();
     Ok(())
 }
@@ -220,15 +227,15 @@ fn time(c: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
-/// No saves yet: the last "save" is the moment the server started with an
-/// empty dataset, which is what Redis reports before its first save too.
+/// The last successful save; before the first one, the start time (as
+/// Redis reports).
 fn lastsave(c: &mut Ctx) -> CmdResult {
-    c.out.int((c.server.started_unix_ms / 1000) as i64);
+    c.out.int(c.server.rdb.last_save.load(Relaxed) as i64);
     Ok(())
 }
 
 fn shutdown(c: &mut Ctx) -> CmdResult {
-    let (mut save, mut nosave, mut abort) = (false, false, false);
+    let (mut save, mut nosave, mut abort, mut force) = (false, false, false, false);
     for a in &c.args[1..] {
         if is(a, "NOSAVE") {
             nosave = true;
@@ -236,7 +243,9 @@ fn shutdown(c: &mut Ctx) -> CmdResult {
             save = true;
         } else if is(a, "ABORT") {
             abort = true;
-        } else if !is(a, "NOW") && !is(a, "FORCE") {
+        } else if is(a, "FORCE") {
+            force = true;
+        } else if !is(a, "NOW") {
             return Err(err::SYNTAX.into());
         }
     }
@@ -246,8 +255,11 @@ fn shutdown(c: &mut Ctx) -> CmdResult {
     if abort {
         return Err("ERR No shutdown in progress.".into());
     }
-    // Nothing to save yet; Redis sends no reply when it shuts down.
     tracing::info!("User requested shutdown...");
+    if !crate::rdb::save_for_shutdown(c.server, save, nosave) && !force {
+        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
+    }
+    // Redis sends no reply when it shuts down.
     c.action = Some(Action::Shutdown);
     Ok(())
 }
@@ -279,6 +291,10 @@ fn debug(c: &mut Ctx) -> CmdResult {
         c.out.ok();
     } else if is(sub, "OBJECT") && n == 3 {
         debug_object(c)?;
+    } else if is(sub, "RELOAD") {
+        debug_reload(c)?;
+    } else if is(sub, "POPULATE") && (3..=5).contains(&n) {
+        debug_populate(c)?;
     } else {
         return Err(format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
@@ -296,6 +312,13 @@ fn debug_help(out: &mut Reply) {
         &[
             "OBJECT <key>",
             "    Show low level info about the `key` and associated value.",
+            "POPULATE <count> [<prefix>] [<size>]",
+            "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+            "    it is used instead of the 'key' prefix. Existing keys are left alone.",
+            "RELOAD [NOSAVE] [NOFLUSH]",
+            "    Save the RDB on disk and reload it back to memory. With NOSAVE the",
+            "    file on disk is loaded as it is; with NOFLUSH the current data is",
+            "    not removed first (loading fails on an existing key).",
             "SLEEP <seconds>",
             "    Stop the server for <seconds>. Decimals allowed.",
         ],
@@ -326,6 +349,119 @@ fn serialized_len(v: &StrValue) -> usize {
         _ => 9,
     };
     prefix + len
+}
+
+/// DEBUG POPULATE <count> [prefix] [size]: `prefix:N` = `value:N` (cut or
+/// zero-padded to `size`), skipping keys that exist. For tests and
+/// benchmarks; each key takes its own shard lock, so a big count does not
+/// stop other clients.
+fn debug_populate(c: &mut Ctx) -> CmdResult {
+    let positive = |a: &Bytes| crate::util::parse_i64(a).ok().filter(|&v| v >= 0);
+    const RANGE: &str = "ERR value is out of range, must be positive";
+    let count = positive(&c.args[2]).ok_or(RANGE)?;
+    let prefix = c.args.get(3).map_or(&b"key"[..], |p| &p[..]).to_vec();
+    let size = match c.args.get(4) {
+        Some(a) => positive(a).ok_or(RANGE)? as usize,
+        None => 0,
+    };
+    if c.client.in_exec {
+        return Err("ERR DEBUG POPULATE is not allowed inside MULTI".into());
+    }
+    let server = c.server;
+    let db = c.client.db;
+    let now = granary_keyspace::now_ms();
+    let clock = (now / 1000) as u16;
+    let mut key = prefix.clone();
+    for i in 0..count {
+        key.truncate(prefix.len());
+        key.extend_from_slice(format!(":{i}").as_bytes());
+        let mut value = format!("value:{i}").into_bytes();
+        if size > 0 {
+            value.resize(size, 0);
+        }
+        let h = granary_keyspace::hash_bytes(&key);
+        let mut locked = server.keyspace.lock_one(h);
+        let d = locked.shard(h).db(db);
+        if d.get_mut(h, &key, now, &mut 0).is_none() {
+            d.insert(h, &key, Value::Str(StrValue::from_vec(value)), None, clock);
+            crate::ctx::notify_modified(server, db, &key);
+        }
+    }
+    c.out.ok();
+    Ok(())
+}
+
+/// DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]: saves (unless NOSAVE), then
+/// empties the keyspace (unless NOFLUSH) and loads the file back, all
+/// shards held, so clients see the old data or the reloaded data.
+fn debug_reload(c: &mut Ctx) -> CmdResult {
+    let (mut save, mut flush) = (true, true);
+    for a in &c.args[2..] {
+        if is(a, "NOSAVE") {
+            save = false;
+        } else if is(a, "NOFLUSH") {
+            flush = false;
+        } else if !is(a, "MERGE") {
+            return Err(
+                "ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.".into(),
+            );
+        }
+    }
+    if c.client.in_exec {
+        return Err("ERR DEBUG RELOAD is not allowed inside MULTI".into());
+    }
+    let server = c.server;
+    if save && server.rdb.save_and_wait().is_err() {
+        return Err("ERR".into());
+    }
+    let path = crate::rdb::path(server);
+    let lim = crate::rdb::limits(server);
+    let now = granary_keyspace::now_ms();
+    let databases = server.keyspace.databases();
+    let loaded = {
+        let mut locked = server.keyspace.lock_all();
+        if flush {
+            for shard in locked.shards() {
+                for db in shard.dbs.iter_mut() {
+                    drop(db.take());
+                }
+            }
+        }
+        let clock = (now / 1000) as u16;
+        let mut functions = Vec::new();
+        let r = granary_persistence::snapshot::load_with(
+            &path,
+            &lim,
+            now,
+            databases,
+            &mut functions,
+            |item| {
+                let h = granary_keyspace::hash_bytes(&item.key);
+                locked.shard(h).db(item.db as usize).insert(
+                    h,
+                    &item.key,
+                    item.value,
+                    item.expire_ms,
+                    clock,
+                );
+            },
+        );
+        crate::cmd::scripting::load_libraries(server, &functions);
+        r
+    };
+    for db in 0..databases {
+        c.store.db_replaced(db, 0);
+    }
+    match loaded {
+        Ok(_) => {
+            c.out.ok();
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!("DEBUG RELOAD: {}: {e}", path.display());
+            Err("ERR Error trying to load the RDB dump, check server logs.".into())
+        }
+    }
 }
 
 fn debug_object(c: &mut Ctx) -> CmdResult {

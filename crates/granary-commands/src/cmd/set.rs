@@ -307,6 +307,8 @@ fn spop(c: &mut Ctx) -> CmdResult {
     let m = s.pop_random(&mut rand::thread_rng()).unwrap_or_default();
     let emptied = s.is_empty();
     c.out.bulk(&m);
+    // Logged as what it removed: a replayed SPOP would pick another.
+    c.store.effect = Some(vec![b"SREM".to_vec(), key.to_vec(), m.to_vec()]);
     after_removal(c, key, "spop", emptied);
     Ok(())
 }
@@ -336,21 +338,27 @@ fn spop_count(c: &mut Ctx) -> CmdResult {
             all.add_elem(e, &lim);
         }
         reply_members(c.out, &all);
+        c.store.effect = Some(vec![b"DEL".to_vec(), key.to_vec()]);
         after_removal(c, key, "spop", true);
         return Ok(());
     }
     let remaining = size - count;
     c.out.set(count);
+    // Logged as the SREM of what was popped (replaying SPOP would pick
+    // other members).
+    let mut srem = vec![b"SREM".to_vec(), key.to_vec()];
     if s.is_listpack() {
         // One ordered pass: popping `count` random positions or keeping
         // `remaining` random ones is the same uniform choice.
         for m in s.take_positions(&sorted_sample(&mut rng, size, count)) {
             c.out.bulk(&m);
+            srem.push(m.to_vec());
         }
     } else if remaining * SPOP_MOVE_STRATEGY_MUL > count {
         for _ in 0..count {
             let m = s.pop_random(&mut rng).unwrap_or_default();
             c.out.bulk(&m);
+            srem.push(m.to_vec());
         }
     } else {
         // Move the members that stay to a new set (a listpack when they are
@@ -366,9 +374,11 @@ fn spop_count(c: &mut Ctx) -> CmdResult {
         }
         for e in s.iter() {
             reply_elem(c.out, e);
+            srem.push(e.with_bytes(|b| b.to_vec()));
         }
         *s = kept;
     }
+    c.store.effect = Some(srem);
     after_removal(c, key, "spop", false);
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,10 @@ pub struct ServerProc {
     pub port: u16,
     args: Vec<String>,
     child: Child,
+    /// The working directory (where dump.rdb goes); removed on drop when
+    /// the server made it.
+    pub dir: PathBuf,
+    owns_dir: bool,
 }
 
 impl ServerProc {
@@ -71,12 +76,19 @@ impl ServerProc {
     }
 
     pub fn start(kind: Kind, extra: &[&str]) -> ServerProc {
+        let mut p = ServerProc::start_in(kind, &fresh_dir(), extra);
+        p.owns_dir = true;
+        p
+    }
+
+    /// Starts a server whose working directory is `dir` (kept on drop).
+    pub fn start_in(kind: Kind, dir: &Path, extra: &[&str]) -> ServerProc {
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // The free port we pick can be taken by a parallel test before the
         // server binds it; then the server exits and we try another port.
         let mut last_err = String::new();
         for _ in 0..5 {
-            match try_start(kind, &args) {
+            match try_start(kind, &args, dir) {
                 Ok(p) => return p,
                 Err(e) => last_err = e,
             }
@@ -90,6 +102,30 @@ impl ServerProc {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         let fresh = ServerProc::start(self.kind, &args);
         *self = fresh;
+    }
+
+    /// Kills this server with SIGKILL (no shutdown work), waits for it to
+    /// be gone, and starts it again in the same directory with the same
+    /// args (on a new port): what is on disk is all it has.
+    pub fn kill9_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let mut fresh = ServerProc::start_in(self.kind, &self.dir, &args);
+        fresh.owns_dir = std::mem::replace(&mut self.owns_dir, false);
+        *self = fresh;
+    }
+
+    /// Waits for the process to exit by itself (after SHUTDOWN).
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     pub fn pid(&self) -> u32 {
@@ -138,7 +174,20 @@ impl Drop for ServerProc {
         // Child::kill sends SIGKILL to this child's PID only.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// A new empty directory for one server's files.
+pub fn fresh_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("granary-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
 }
 
 /// The Valkey binary, if there is one.
@@ -180,7 +229,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-fn try_start(kind: Kind, extra: &[String]) -> Result<ServerProc, String> {
+fn try_start(kind: Kind, extra: &[String], dir: &Path) -> Result<ServerProc, String> {
     let port = free_port();
     let mut cmd = Command::new(binary(kind));
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -188,17 +237,17 @@ fn try_start(kind: Kind, extra: &[String]) -> Result<ServerProc, String> {
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if kind != Kind::Granary {
-        // Keep the oracle's working files out of the source tree.
-        cmd.current_dir(std::env::temp_dir());
-    }
+        .stderr(Stdio::null())
+        // Dump files stay out of the source tree and apart per server.
+        .current_dir(dir);
     let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
     let mut proc = ServerProc {
         kind,
         port,
         args: extra.to_vec(),
         child,
+        dir: dir.to_path_buf(),
+        owns_dir: false,
     };
     let deadline = Instant::now() + START_DEADLINE;
     while Instant::now() < deadline {

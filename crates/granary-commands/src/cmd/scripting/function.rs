@@ -43,21 +43,34 @@ pub static SUBCOMMANDS: &[Spec] = &[
     Spec::new(
         "function|load",
         -3,
-        NOSCRIPT | WRITE | DENYOOM,
+        // Every shard: the AOF logs it in order with a rewrite's snapshot.
+        NOSCRIPT | WRITE | DENYOOM | ALL_SHARDS,
         Keys::None,
         load,
     )
     .group(G, "7.0.0")
     .acl(ACL_WRITE)
     .doc("Creates a library."),
-    Spec::new("function|delete", 3, NOSCRIPT | WRITE, Keys::None, delete)
-        .group(G, "7.0.0")
-        .acl(ACL_WRITE)
-        .doc("Deletes a library and its functions."),
-    Spec::new("function|flush", -2, NOSCRIPT | WRITE, Keys::None, flush)
-        .group(G, "7.0.0")
-        .acl(ACL_WRITE)
-        .doc("Deletes all libraries and functions."),
+    Spec::new(
+        "function|delete",
+        3,
+        NOSCRIPT | WRITE | ALL_SHARDS,
+        Keys::None,
+        delete,
+    )
+    .group(G, "7.0.0")
+    .acl(ACL_WRITE)
+    .doc("Deletes a library and its functions."),
+    Spec::new(
+        "function|flush",
+        -2,
+        NOSCRIPT | WRITE | ALL_SHARDS,
+        Keys::None,
+        flush,
+    )
+    .group(G, "7.0.0")
+    .acl(ACL_WRITE)
+    .doc("Deletes all libraries and functions."),
     Spec::new("function|list", -2, NOSCRIPT, Keys::None, list)
         .group(G, "7.0.0")
         .acl(ACL)
@@ -69,7 +82,7 @@ pub static SUBCOMMANDS: &[Spec] = &[
     Spec::new(
         "function|restore",
         -3,
-        NOSCRIPT | WRITE | DENYOOM,
+        NOSCRIPT | WRITE | DENYOOM | ALL_SHARDS,
         Keys::None,
         restore,
     )
@@ -353,6 +366,8 @@ fn load(c: &mut Ctx) -> CmdResult {
     let name = load_library(&mut st, code, replace)?;
     update_counts(c.server, &st);
     c.server.dirty.fetch_add(1, Relaxed);
+    // Logged to the AOF, so the libraries survive a restart.
+    c.store.changes += 1;
     c.out.bulk(name.as_bytes());
     Ok(())
 }
@@ -365,6 +380,8 @@ fn delete(c: &mut Ctx) -> CmdResult {
     }
     update_counts(c.server, &st);
     c.server.dirty.fetch_add(1, Relaxed);
+    // Logged to the AOF, so the libraries survive a restart.
+    c.store.changes += 1;
     c.out.ok();
     Ok(())
 }
@@ -384,6 +401,8 @@ fn flush(c: &mut Ctx) -> CmdResult {
     flush_all(&mut st);
     update_counts(c.server, &st);
     c.server.dirty.fetch_add(1, Relaxed);
+    // Logged to the AOF, so the libraries survive a restart.
+    c.store.changes += 1;
     c.out.ok();
     Ok(())
 }
@@ -520,6 +539,8 @@ fn restore(c: &mut Ctx) -> CmdResult {
     }
     update_counts(c.server, &st);
     c.server.dirty.fetch_add(1, Relaxed);
+    // Logged to the AOF, so the libraries survive a restart.
+    c.store.changes += 1;
     c.out.ok();
     Ok(())
 }

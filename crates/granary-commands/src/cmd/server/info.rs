@@ -377,35 +377,71 @@ fn persistence_section(server: &Server, s: &mut Section) {
     ] {
         s.field(name, 0);
     }
+    let r = &server.rdb;
+    let running = r.in_progress.load(Relaxed);
+    let started = r.started_ms.load(Relaxed);
     s.field("current_fork_perc", "0.00");
-    s.field("current_save_keys_processed", 0);
-    s.field("current_save_keys_total", 0);
+    let (done, total) = if running {
+        (
+            r.progress.keys_done.load(Relaxed),
+            r.progress.keys_total.load(Relaxed),
+        )
+    } else {
+        (0, 0)
+    };
+    s.field("current_save_keys_processed", done);
+    s.field("current_save_keys_total", total);
     s.field("rdb_changes_since_last_save", server.dirty.load(Relaxed));
-    s.field("rdb_bgsave_in_progress", 0);
-    s.field("rdb_last_save_time", server.started_unix_ms / 1000);
-    s.field("rdb_last_bgsave_status", "ok");
-    s.field("rdb_last_bgsave_time_sec", -1);
-    s.field("rdb_current_bgsave_time_sec", -1);
-    for name in [
-        "rdb_saves",
-        "rdb_last_cow_size",
-        "rdb_last_load_keys_expired",
-        "rdb_last_load_keys_loaded",
-        "aof_enabled",
-        "aof_rewrite_in_progress",
-        "aof_rewrite_scheduled",
-    ] {
-        s.field(name, 0);
-    }
-    s.field("aof_last_rewrite_time_sec", -1);
-    s.field("aof_current_rewrite_time_sec", -1);
-    s.field("aof_last_bgrewrite_status", "ok");
-    s.field("aof_rewrites", 0);
+    s.field("rdb_bgsave_in_progress", running as u8);
+    s.field("rdb_last_save_time", r.last_save.load(Relaxed));
+    s.field(
+        "rdb_last_bgsave_status",
+        if r.last_ok.load(Relaxed) { "ok" } else { "err" },
+    );
+    s.field("rdb_last_bgsave_time_sec", r.last_secs.load(Relaxed));
+    let current = if running && started != 0 {
+        (granary_keyspace::now_ms().saturating_sub(started) / 1000) as i64
+    } else {
+        -1
+    };
+    s.field("rdb_current_bgsave_time_sec", current);
+    s.field("rdb_saves", r.saves.load(Relaxed));
+    s.field("rdb_last_cow_size", r.last_cow.load(Relaxed));
+    s.field("rdb_last_load_keys_expired", r.loaded_expired.load(Relaxed));
+    s.field("rdb_last_load_keys_loaded", r.loaded_keys.load(Relaxed));
+    let a = &server.aof;
+    let ok = |b: &std::sync::atomic::AtomicBool| if b.load(Relaxed) { "ok" } else { "err" };
+    let enabled = server.config.get_bool("appendonly");
+    let rewriting = r.aof_rewriting.load(Relaxed);
+    s.field("aof_enabled", enabled as u8);
+    s.field("aof_rewrite_in_progress", rewriting as u8);
+    s.field("aof_rewrite_scheduled", r.aof_rewrite_queued() as u8);
+    s.field(
+        "aof_last_rewrite_time_sec",
+        a.last_rewrite_secs.load(Relaxed),
+    );
+    let started = a.rewrite_started_ms.load(Relaxed);
+    let current = if rewriting && started != 0 {
+        (granary_keyspace::now_ms().saturating_sub(started) / 1000) as i64
+    } else {
+        -1
+    };
+    s.field("aof_current_rewrite_time_sec", current);
+    s.field("aof_last_bgrewrite_status", ok(&a.last_rewrite_ok));
+    s.field("aof_rewrites", a.rewrites.load(Relaxed));
     s.field("aof_rewrites_consecutive_failures", 0);
-    s.field("aof_last_write_status", "ok");
+    s.field("aof_last_write_status", ok(&a.last_write_ok));
     s.field("aof_last_cow_size", 0);
     s.field("module_fork_in_progress", 0);
     s.field("module_fork_last_cow_size", 0);
+    if enabled {
+        s.field("aof_current_size", a.current_size.load(Relaxed));
+        s.field("aof_base_size", a.base_size.load(Relaxed));
+        s.field("aof_pending_rewrite", 0);
+        s.field("aof_buffer_length", a.pending_bytes());
+        s.field("aof_pending_bio_fsync", 0);
+        s.field("aof_delayed_fsync", 0);
+    }
 }
 
 fn stats_section(server: &Server, s: &mut Section) {
