@@ -12,29 +12,11 @@ and the ratio reported is the median of the per-round paired ratios.
     scripts/collection_throughput.py [--rounds 5] [--requests 1000000]
         [--granary target/release/granary] [--only SINTER]
 """
-import argparse
 import os
-import socket
-import statistics
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import resp, run  # noqa: E402
 
 
 def sadd(key, members):
@@ -82,95 +64,5 @@ WORKLOADS = {
 }
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Server:
-    def __init__(self, name, argv, cpu):
-        self.name, self.port = name, free_port()
-        cmd = ["taskset", "-c", str(cpu)] + argv + ["--port", str(self.port),
-                                                    "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while True:
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port))
-                break
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"{name} did not start")
-                time.sleep(0.05)
-
-    def load(self, commands):
-        for c in commands:
-            self.sock.sendall(c)
-            buf = b""
-            while not buf.endswith(b"\r\n"):
-                buf += self.sock.recv(65536)
-            if buf.startswith(b"-"):
-                raise RuntimeError(f"{self.name}: {buf!r}")
-
-    def stop(self):
-        self.sock.close()
-        self.proc.kill()
-        self.proc.wait()
-
-
-def bench(server, command, requests, client_cpu):
-    before = cpu_seconds(server.proc.pid)
-    out = subprocess.run(
-        ["taskset", "-c", str(client_cpu), "redis-benchmark", "-p", str(server.port),
-         "-c", "50", "-P", "16", "-n", str(requests), "-q", *command],
-        capture_output=True, text=True, check=True).stdout
-    used = cpu_seconds(server.proc.pid) - before
-    line = out.strip().splitlines()[-1].split("\r")[-1]
-    rps = float(line.split(":", 1)[1].split("requests")[0])
-    return rps, used * 1e6 / requests
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--requests", type=int, default=1_000_000)
-    ap.add_argument("--granary", default=os.path.join(ROOT, "target/release/granary"))
-    ap.add_argument("--redis", default="redis-server")
-    ap.add_argument("--only", help="run the workloads whose name contains this")
-    ap.add_argument("--server-cpu", type=int, default=0)
-    ap.add_argument("--client-cpu", type=int, default=1)
-    a = ap.parse_args()
-    if os.geteuid() == 0:
-        os.setpriority(os.PRIO_PROCESS, 0, -20)
-    servers = [("redis", [a.redis]), ("granary", [a.granary])]
-    names = [n for n in WORKLOADS if not a.only or a.only in n]
-    results = {(w, s): [] for w in names for s, _ in servers}
-    for r in range(a.rounds):
-        order = servers[r % 2:] + servers[:r % 2]
-        for w in names:
-            setup, command, cost = WORKLOADS[w]
-            for name, argv in order:
-                s = Server(name, argv, a.server_cpu)
-                try:
-                    s.load(setup)
-                    results[(w, name)].append(
-                        bench(s, command, max(a.requests // cost, 1000), a.client_cpu))
-                finally:
-                    s.stop()
-            print(f"round {r + 1} {w}: " + ", ".join(
-                f"{n} {results[(w, n)][-1][0]:,.0f}/s" for n, _ in servers), file=sys.stderr)
-    print(f"| workload (-c 50 -P 16, {a.rounds} rounds) | redis req/s | granary req/s "
-          "| ratio | redis CPU us/op | granary CPU us/op |")
-    print("|---|---|---|---|---|---|")
-    for w in names:
-        red, gra = results[(w, "redis")], results[(w, "granary")]
-        ratio = statistics.median(g[0] / r[0] for r, g in zip(red, gra))
-        print(f"| {w} | {statistics.median(x[0] for x in red):,.0f} "
-              f"| {statistics.median(x[0] for x in gra):,.0f} | x{ratio:.2f} "
-              f"| {statistics.median(x[1] for x in red):.2f} "
-              f"| {statistics.median(x[1] for x in gra):.2f} |")
-
-
 if __name__ == "__main__":
-    main()
+    run(WORKLOADS, __doc__)
