@@ -348,18 +348,23 @@ fn rewrite_inner(s: &Server) -> Result<(), String> {
         .append(true)
         .open(d.join(&incr_name))
         .map_err(|e| format!("{incr_name}: {e}"))?;
-    // Until the base is written, the manifest lists the old files plus
-    // the new increment, which together still hold everything.
-    let interim = {
-        let mut m = s.aof.manifest.lock().clone();
-        m.entries.push(Entry {
+    // Until the new base is written, the manifest lists the old files
+    // plus the new increment (empty until the switch), which together hold
+    // everything whenever a crash comes. Written before the switch, so no
+    // command lands in a file the manifest does not name.
+    let was_on = s.aof.on.load(Relaxed);
+    if was_on {
+        let mut interim = s.aof.manifest.lock().clone();
+        interim.entries.push(Entry {
             name: incr_name.clone(),
             seq,
             kind: Kind::Incr,
         });
-        m
-    };
-    let was_on = s.aof.on.load(Relaxed);
+        interim
+            .write(&manifest_path(s))
+            .map_err(|e| format!("writing the manifest: {e}"))?;
+        *s.aof.manifest.lock() = interim;
+    }
     let mut incr = Some(incr);
     let stats = granary_persistence::snapshot::save_with(
         &s.keyspace,
@@ -378,13 +383,7 @@ fn rewrite_inner(s: &Server) -> Result<(), String> {
     );
     let stats = match stats {
         Ok(st) => st,
-        Err(e) => {
-            if was_on {
-                interim.write(&manifest_path(s)).ok();
-                *s.aof.manifest.lock() = interim;
-            }
-            return Err(e.to_string());
-        }
+        Err(e) => return Err(e.to_string()),
     };
     let fresh = Manifest {
         entries: vec![
@@ -403,9 +402,11 @@ fn rewrite_inner(s: &Server) -> Result<(), String> {
     fresh
         .write(&manifest_path(s))
         .map_err(|e| format!("writing the manifest: {e}"))?;
-    let old = std::mem::replace(&mut *s.aof.manifest.lock(), fresh);
+    let old = std::mem::replace(&mut *s.aof.manifest.lock(), fresh.clone());
     for e in old.entries {
-        std::fs::remove_file(d.join(&e.name)).ok();
+        if !fresh.entries.iter().any(|f| f.name == e.name) {
+            std::fs::remove_file(d.join(&e.name)).ok();
+        }
     }
     s.aof.base_size.store(stats.bytes, Relaxed);
     s.aof.current_size.store(stats.bytes, Relaxed);

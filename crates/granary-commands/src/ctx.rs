@@ -479,6 +479,7 @@ impl Store<'_> {
     /// Called after the change, so for SWAPDB `db` already holds what the
     /// other database held.
     pub fn db_replaced(&mut self, db: usize, removed: u64) {
+        self.changes += 1;
         self.server.dirty.fetch_add(removed, Relaxed);
         let server = self.server;
         server.writebehind.on_emptied(db);

@@ -27,6 +27,7 @@ pub mod flag {
     pub const ALLOW_BUSY: u32 = 1 << 14;
     pub const SKIP_SLOWLOG: u32 = 1 << 15;
     pub const NO_MANDATORY_KEYS: u32 = 1 << 16;
+    pub const NO_ASYNC_LOADING: u32 = 1 << 17;
     /// Granary: the handler needs every shard locked (whole-keyspace commands).
     pub const ALL_SHARDS: u32 = 1 << 20;
 
@@ -46,6 +47,7 @@ pub mod flag {
         (NO_AUTH, "no_auth"),
         // Redis hides may_replicate from COMMAND INFO.
         (NO_MANDATORY_KEYS, "no_mandatory_keys"),
+        (NO_ASYNC_LOADING, "no_async_loading"),
         (NO_MULTI, "no_multi"),
         (ALLOW_BUSY, "allow_busy"),
     ];

@@ -566,16 +566,25 @@ const NOTES: &[(&str, &str, &str)] = &[
         "supported",
         "`fd` is -1; buffer fields are approximate.",
     ),
-    ("debug", "partial", "`OBJECT`, `SLEEP` and `HELP` only."),
     (
-        "shutdown",
-        "supported",
-        "Nothing is saved (no persistence yet).",
+        "debug",
+        "partial",
+        "`OBJECT`, `SLEEP`, `RELOAD`, `POPULATE` and `HELP` only.",
     ),
     (
-        "lastsave",
-        "partial",
-        "The server start time (no persistence yet).",
+        "save",
+        "supported",
+        "Runs the same fork-less snapshot as BGSAVE and waits for it: other clients are served meanwhile.",
+    ),
+    (
+        "bgsave",
+        "supported",
+        "Fork-less point-in-time snapshot (ARCHITECTURE.md, Persistence).",
+    ),
+    (
+        "bgrewriteaof",
+        "supported",
+        "The new base is a fork-less snapshot; writes never wait for it.",
     ),
     (
         "slowlog|get",

@@ -12,18 +12,30 @@ use std::sync::atomic::Ordering::Relaxed;
 const G: &str = "server";
 
 pub static COMMANDS: &[Spec] = &[
-    Spec::new("save", 1, ADMIN | NOSCRIPT | NO_MULTI, Keys::None, save)
-        .group(G, "1.0.0")
-        .doc("Synchronously saves the database(s) to disk.")
-        .acl(&["@admin", "@slow", "@dangerous"]),
-    Spec::new("bgsave", -1, ADMIN | NOSCRIPT, Keys::None, bgsave)
-        .group(G, "1.0.0")
-        .doc("Asynchronously saves the database(s) to disk.")
-        .acl(&["@admin", "@slow", "@dangerous"]),
+    Spec::new(
+        "save",
+        1,
+        ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI,
+        Keys::None,
+        save,
+    )
+    .group(G, "1.0.0")
+    .doc("Synchronously saves the database(s) to disk.")
+    .acl(&["@admin", "@slow", "@dangerous"]),
+    Spec::new(
+        "bgsave",
+        -1,
+        ADMIN | NOSCRIPT | NO_ASYNC_LOADING,
+        Keys::None,
+        bgsave,
+    )
+    .group(G, "1.0.0")
+    .doc("Asynchronously saves the database(s) to disk.")
+    .acl(&["@admin", "@slow", "@dangerous"]),
     Spec::new(
         "bgrewriteaof",
         1,
-        ADMIN | NOSCRIPT,
+        ADMIN | NOSCRIPT | NO_ASYNC_LOADING,
         Keys::None,
         bgrewriteaof,
     )
