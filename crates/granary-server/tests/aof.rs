@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fresh_dir, Kind, ServerProc};
+use common::{fresh_dir, persistence_field, wait_until, Kind, ServerProc};
 use redis::Connection;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,25 +16,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn info_field(c: &mut Connection, name: &str) -> String {
-    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in INFO"))
-        .to_string()
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
 
 /// Waits for the AOF to exist (its manifest, written once the first
 /// rewrite has the base) with no rewrite pending.
@@ -44,9 +25,9 @@ fn wait_aof_ready(g: &ServerProc) {
     assert!(
         wait_until(Duration::from_secs(30), || {
             manifest.is_file()
-                && info_field(&mut c, "aof_enabled") == "1"
-                && info_field(&mut c, "aof_rewrite_in_progress") == "0"
-                && info_field(&mut c, "aof_rewrite_scheduled") == "0"
+                && persistence_field(&mut c, "aof_enabled") == "1"
+                && persistence_field(&mut c, "aof_rewrite_in_progress") == "0"
+                && persistence_field(&mut c, "aof_rewrite_scheduled") == "0"
         }),
         "the AOF was not set up"
     );
@@ -277,7 +258,7 @@ fn replay_restores_what_random_and_relative_commands_did() {
     // And once more after a rewrite folded everything into the base.
     let mut c = g.conn();
     let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
-    assert!(wait_until(Duration::from_secs(30), || info_field(
+    assert!(wait_until(Duration::from_secs(30), || persistence_field(
         &mut c,
         "aof_rewrites"
     ) == "1"));
@@ -318,8 +299,8 @@ fn rewrites_under_writes_lose_nothing() {
         let before = acked.load(Relaxed);
         let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap_or_default();
         assert!(wait_until(Duration::from_secs(30), || {
-            info_field(&mut c, "aof_rewrite_in_progress") == "0"
-                && info_field(&mut c, "aof_rewrite_scheduled") == "0"
+            persistence_field(&mut c, "aof_rewrite_in_progress") == "0"
+                && persistence_field(&mut c, "aof_rewrite_scheduled") == "0"
         }));
         let after = acked.load(Relaxed);
         if after > before && after < TOTAL {
@@ -626,7 +607,7 @@ fn streams_scripts_and_functions_replay_from_the_aof() {
     // Streams have no RDB encoding yet: a rewrite fails rather than
     // dropping them, and the AOF stays as it was.
     let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
-    assert!(wait_until(Duration::from_secs(30), || info_field(
+    assert!(wait_until(Duration::from_secs(30), || persistence_field(
         &mut c,
         "aof_last_bgrewrite_status"
     ) == "err"));
@@ -651,7 +632,7 @@ fn functions_survive_a_rewrite() {
         .query(&mut c)
         .unwrap();
     let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
-    assert!(wait_until(Duration::from_secs(30), || info_field(
+    assert!(wait_until(Duration::from_secs(30), || persistence_field(
         &mut c,
         "aof_rewrites"
     ) == "2"));

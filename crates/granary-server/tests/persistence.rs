@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{fresh_dir, Kind, ServerProc};
+use common::{fresh_dir, persistence_field, wait_until, Kind, ServerProc};
 use redis::{Connection, Value};
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every key of every database, as a comparable text: type, contents in a
 /// canonical order, and whether it has a TTL.
@@ -145,31 +145,11 @@ fn populate(c: &mut Connection) {
     p.query::<()>(c).unwrap();
 }
 
-fn info_field(c: &mut Connection, name: &str) -> String {
-    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in INFO"))
-        .to_string()
-}
-
-/// Polls `f` until it is true or `within` passes.
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
 fn wait_bgsave_done(c: &mut Connection, saves_before: u64) {
     assert!(
         wait_until(Duration::from_secs(60), || {
-            info_field(c, "rdb_bgsave_in_progress") == "0"
-                && info_field(c, "rdb_saves").parse::<u64>().unwrap() > saves_before
+            persistence_field(c, "rdb_bgsave_in_progress") == "0"
+                && persistence_field(c, "rdb_saves").parse::<u64>().unwrap() > saves_before
         }),
         "BGSAVE did not finish"
     );
@@ -188,7 +168,7 @@ fn save_then_kill9_restores_every_type() {
     g.kill9_and_restart();
     let mut c = g.conn();
     assert_same(&contents(&mut c), &before, "after a restart");
-    assert_eq!(info_field(&mut c, "rdb_last_load_keys_loaded"), "19");
+    assert_eq!(persistence_field(&mut c, "rdb_last_load_keys_loaded"), "19");
     let enc: String = redis::cmd("OBJECT")
         .arg("ENCODING")
         .arg("hash:big")
@@ -254,7 +234,7 @@ fn bgsave_is_point_in_time_under_writes() {
             }
             p.query::<()>(&mut c).unwrap();
         }
-        let saves: u64 = info_field(&mut c, "rdb_saves").parse().unwrap();
+        let saves: u64 = persistence_field(&mut c, "rdb_saves").parse().unwrap();
         let addr = g.addr();
         let writer = std::thread::spawn(move || {
             let mut w = redis::Client::open(format!("redis://{addr}/"))
@@ -280,7 +260,9 @@ fn bgsave_is_point_in_time_under_writes() {
         let _: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
         wait_bgsave_done(&mut c, saves);
         writer.join().unwrap();
-        let cow: u64 = info_field(&mut c, "rdb_last_cow_size").parse().unwrap();
+        let cow: u64 = persistence_field(&mut c, "rdb_last_cow_size")
+            .parse()
+            .unwrap();
         g.kill9_and_restart();
         let mut c = g.conn();
         let mut first_old = None;
@@ -325,9 +307,12 @@ fn save_points_start_a_background_save() {
         .unwrap();
     let _: () = redis::cmd("SET").arg("a").arg("1").query(&mut c).unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
-        info_field(&mut c, "rdb_saves") != "0"
+        persistence_field(&mut c, "rdb_saves") != "0"
     }));
-    assert_eq!(info_field(&mut c, "rdb_changes_since_last_save"), "0");
+    assert_eq!(
+        persistence_field(&mut c, "rdb_changes_since_last_save"),
+        "0"
+    );
     let after: u64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
     assert!(after >= before);
     assert!(g.dir.join("dump.rdb").is_file());
@@ -349,7 +334,7 @@ fn a_failed_save_refuses_writes_until_a_save_succeeds() {
     std::fs::remove_dir(&sub).unwrap();
     let e = redis::cmd("SAVE").query::<()>(&mut c).unwrap_err();
     assert_eq!(e.code(), Some("ERR"));
-    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "err");
+    assert_eq!(persistence_field(&mut c, "rdb_last_bgsave_status"), "err");
     let e = redis::cmd("SET")
         .arg("b")
         .arg("1")
@@ -362,10 +347,10 @@ fn a_failed_save_refuses_writes_until_a_save_succeeds() {
     let v: String = redis::cmd("GET").arg("a").query(&mut c).unwrap();
     assert_eq!(v, "1");
     std::fs::create_dir(&sub).unwrap();
-    let saves: u64 = info_field(&mut c, "rdb_saves").parse().unwrap();
+    let saves: u64 = persistence_field(&mut c, "rdb_saves").parse().unwrap();
     let _: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
     wait_bgsave_done(&mut c, saves);
-    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+    assert_eq!(persistence_field(&mut c, "rdb_last_bgsave_status"), "ok");
     let _: () = redis::cmd("SET").arg("b").arg("1").query(&mut c).unwrap();
 }
 
