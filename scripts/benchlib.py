@@ -6,6 +6,7 @@ median of the per-round paired ratios, as ../shared/bench/compare.sh does.
 """
 import argparse
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -96,7 +97,7 @@ def bench(server, command, requests, client_cpu, extra=()):
         capture_output=True, text=True, check=True).stdout
     used = cpu_seconds(server.proc.pid) - before
     line = out.strip().splitlines()[-1].split("\r")[-1]
-    rps = float(line.split(":", 1)[1].split("requests")[0])
+    rps = float(re.search(r"([\d.]+) requests per second", line).group(1))
     return rps, used * 1e6 / requests
 
 

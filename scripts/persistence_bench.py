@@ -8,8 +8,11 @@ the same core (the load generator on the other):
            keys: how long it takes, the longest PING round trip seen during
            it (a pinger every millisecond), and the peak memory (PSS of the
            server and any child it forked) relative to before the save.
+  aof      SET throughput (redis-benchmark -P 16 -c 50, random keys) with
+           persistence off and with appendonly yes under each appendfsync.
 
 Usage: scripts/persistence_bench.py [--keys 1000000,10000000] [--rounds 1]
+                                    [--only restart,bgsave,aof]
 Prints a table; ratios are Granary / Redis. Needs redis-server,
 redis-benchmark and a release build of Granary (target/release/granary or
 $GRANARY_BIN).
@@ -93,7 +96,7 @@ class Server:
         self.proc = None
         self.port = None
 
-    def start(self):
+    def start(self, extra=()):
         self.port = free_port()
         if self.kind == "granary":
             argv = [GRANARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
@@ -101,6 +104,7 @@ class Server:
             argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                     "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
                     "--dir", self.dir]
+        argv += list(extra)
         argv = ["taskset", "-c", SERVER_CORE] + argv
         self.proc = subprocess.Popen(argv, cwd=self.dir, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -213,12 +217,46 @@ def bgsave_under_writes(kind, keys):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def aof_throughput(kind, fsync, requests=2_000_000):
+    """SET req/s with AOF off (fsync None) or on with that appendfsync."""
+    work = tempfile.mkdtemp(prefix="granary-bench-")
+    s = Server(kind, work)
+    try:
+        extra = [] if fsync is None else ["--appendonly", "yes", "--appendfsync", fsync]
+        s.start(extra)
+        time.sleep(0.5)  # the first AOF rewrite (an empty base) settles
+        out = subprocess.run(
+            ["taskset", "-c", CLIENT_CORE, "redis-benchmark", "-p", str(s.port), "-t", "set",
+             "-r", "1000000", "-n", str(requests), "-P", "16", "-c", "50", "-q"],
+            capture_output=True, text=True, check=True).stdout
+        line = out.strip().splitlines()[-1].split("\r")[-1]
+        return float(line.split(":", 1)[1].split("requests")[0])
+    finally:
+        s.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keys", default="1000000,10000000")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--only", default="restart,bgsave,aof")
     args = ap.parse_args()
     sizes = [int(k) for k in args.keys.split(",")]
+    only = args.only.split(",")
+    if "aof" in only:
+        print("| appendonly | granary SET/s | redis SET/s | ratio |")
+        print("|---|---:|---:|---:|")
+        for fsync in (None, "everysec", "always"):
+            runs = {k: [] for k in ("granary", "redis")}
+            for _ in range(args.rounds):
+                for kind in ("granary", "redis"):
+                    runs[kind].append(aof_throughput(kind, fsync))
+            g, r = max(runs["granary"]), max(runs["redis"])
+            print("| %s | %.0f | %.0f | x%.2f |" % (fsync or "no (off)", g, r, g / r))
+            sys.stdout.flush()
+    if not {"restart", "bgsave"} & set(only):
+        return
     print("| keys | measure | granary | redis | ratio |")
     print("|---:|---|---:|---:|---:|")
     for n in sizes:

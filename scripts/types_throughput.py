@@ -2,7 +2,7 @@
 """Side-by-side throughput of bitmaps, HyperLogLog and geo: Granary vs
 redis-server (issue 6's measurements). BITCOUNT and BITOP over 16 MB
 strings (memory speed is the goal: word-at-a-time, not bit by bit),
-SETBIT at random offsets, PFADD of new elements, PFCOUNT over three
+SETBIT, PFADD of new elements, PFCOUNT over three
 keys (a merge each time, no cached cardinality), GEOADD, and GEOSEARCH of
 the 10 nearest among 1M points. Method: scripts/benchlib.py.
 
@@ -48,7 +48,9 @@ WORKLOADS = {
     "BITOP AND 2 x 16 MB": (
         random_string("a", MB16, 1) + random_string("b", MB16, 2),
         ["BITOP", "AND", "dest", "a", "b"], 4000),
-    "SETBIT random offset < 1e8": ([], ["SETBIT", "bits", "__rand_int__", "1"], 1, RAND),
+    # redis-benchmark's __rand_int__ is zero-padded, which no bit offset
+    # parser accepts: SETBIT runs at a fixed offset of a 16 MB string.
+    "SETBIT in 16 MB": (random_string("big", MB16, 1), ["SETBIT", "big", "100000000", "1"], 1),
     "PFADD new element": ([], ["PFADD", "hll", "el:__rand_int__"], 1, RAND),
     "PFCOUNT 3 keys x 100k": (
         hll("h1", 100_000, 1) + hll("h2", 100_000, 2) + hll("h3", 100_000, 3),
