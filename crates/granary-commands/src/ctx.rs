@@ -285,6 +285,27 @@ impl<'a> Store<'a> {
         e
     }
 
+    /// The value at `key` as one type (`pick` says which), or WRONGTYPE;
+    /// `read` counts a keyspace hit or miss, as read commands do.
+    pub fn typed<T>(
+        &mut self,
+        key: &[u8],
+        read: bool,
+        pick: impl FnOnce(&mut Value) -> Option<&mut T>,
+    ) -> Result<Option<&mut T>, CmdError> {
+        let e = if read {
+            self.read(key)
+        } else {
+            self.entry(key)
+        };
+        match e {
+            None => Ok(None),
+            Some(e) => pick(&mut e.value)
+                .map(Some)
+                .ok_or_else(|| err::WRONGTYPE.into()),
+        }
+    }
+
     /// The string at `key`, or WRONGTYPE.
     pub fn read_str(&mut self, key: &[u8]) -> Result<Option<&mut StrValue>, CmdError> {
         match self.read(key) {

@@ -642,6 +642,19 @@ fn created_since_72(o: &mut RawConn, args: &[Vec<u8>]) {
     }
 }
 
+/// XREADGROUP GROUP g c BLOCK 0 STREAMS s >
+const XREADGROUP_BLOCK: &[&[u8]] = &[
+    b"XREADGROUP",
+    b"GROUP",
+    b"g",
+    b"c",
+    b"BLOCK",
+    b"0",
+    b"STREAMS",
+    b"s",
+    b">",
+];
+
 #[test]
 fn matches_redis() {
     let redis = ServerProc::redis(&[]);
@@ -765,17 +778,7 @@ fn xreadgroup_block_gets_new_entries() {
     let mut admin = g.raw();
     run(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
     let mut reader = g.raw();
-    reader.send(&common::encode(&[
-        b"XREADGROUP",
-        b"GROUP",
-        b"g",
-        b"c",
-        b"BLOCK",
-        b"0",
-        b"STREAMS",
-        b"s",
-        b">",
-    ]));
+    reader.send(&common::encode(XREADGROUP_BLOCK));
     wait_for("the reader to block", || blocked_clients(&mut admin) == 1);
     run(&mut admin, "XADD s 3-1 f v");
     let reply = reader.read_reply().expect("reply");
@@ -789,17 +792,7 @@ fn xreadgroup_block_gets_new_entries() {
     );
     // Deleting the stream ends the wait with an error (7.2+ runs the
     // command again: no group any more).
-    reader.send(&common::encode(&[
-        b"XREADGROUP",
-        b"GROUP",
-        b"g",
-        b"c",
-        b"BLOCK",
-        b"0",
-        b"STREAMS",
-        b"s",
-        b">",
-    ]));
+    reader.send(&common::encode(XREADGROUP_BLOCK));
     wait_for("the reader to block again", || {
         blocked_clients(&mut admin) == 1
     });
@@ -810,17 +803,7 @@ fn xreadgroup_block_gets_new_entries() {
     );
     // Destroying the group ends it with NOGROUP.
     run(&mut admin, "XGROUP CREATE s g $ MKSTREAM");
-    reader.send(&common::encode(&[
-        b"XREADGROUP",
-        b"GROUP",
-        b"g",
-        b"c",
-        b"BLOCK",
-        b"0",
-        b"STREAMS",
-        b"s",
-        b">",
-    ]));
+    reader.send(&common::encode(XREADGROUP_BLOCK));
     wait_for("the reader to block a third time", || {
         blocked_clients(&mut admin) == 1
     });

@@ -55,18 +55,10 @@ fn list_at<'s>(
     key: &[u8],
     read: bool,
 ) -> Result<Option<&'s mut ListValue>, CmdError> {
-    let e = if read {
-        store.read(key)
-    } else {
-        store.entry(key)
-    };
-    match e {
-        None => Ok(None),
-        Some(e) => match &mut e.value {
-            Value::List(l) => Ok(Some(l)),
-            _ => Err(err::WRONGTYPE.into()),
-        },
-    }
+    store.typed(key, read, |v| match v {
+        Value::List(l) => Some(&mut **l),
+        _ => None,
+    })
 }
 
 /// After elements were removed from `key` by `event` (notified): deletes

@@ -190,18 +190,10 @@ pub(crate) fn stream_at<'s>(
     key: &[u8],
     read: bool,
 ) -> Result<Option<&'s mut Stream>, CmdError> {
-    let e = if read {
-        store.read(key)
-    } else {
-        store.entry(key)
-    };
-    match e {
-        None => Ok(None),
-        Some(e) => match &mut e.value {
-            Value::Stream(s) => Ok(Some(s)),
-            _ => Err(err::WRONGTYPE.into()),
-        },
-    }
+    store.typed(key, read, |v| match v {
+        Value::Stream(s) => Some(&mut **s),
+        _ => None,
+    })
 }
 
 /// A write to the stream at `key`: WATCH, notifications, and clients
