@@ -157,8 +157,9 @@ impl Parser {
                     return Ok(false);
                 }
                 if buf[0] != b'$' {
-                    // Redis waits for the line's CR before looking at its type.
-                    if memchr(b'\r', buf).is_none() {
+                    // Redis waits for the line's CR, and a byte after it,
+                    // before looking at its type.
+                    if memchr(b'\r', buf).is_none_or(|i| i + 1 >= buf.len()) {
                         if buf.len() > INLINE_MAX {
                             return Err(perr("too big bulk count string"));
                         }
@@ -457,6 +458,12 @@ mod tests {
         let e = |i: &[u8]| parse_all(i).unwrap_err().to_string();
         assert_eq!(e(b"*abc\r\n"), "Protocol error: invalid multibulk length");
         assert_eq!(e(b"*1\r\n:1\r\n"), "Protocol error: expected '$', got ':'");
+        // A line whose CR is the last byte received is not judged yet.
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(&b"*2\r\n;x\r"[..]);
+        assert!(!p
+            .next_command(&mut buf, ParseLimits::default(), &mut Vec::new())
+            .unwrap());
         assert_eq!(e(b"*1\r\n$-5\r\n"), "Protocol error: invalid bulk length");
         assert_eq!(
             e(b"*1\r\n$999999999999\r\n"),
