@@ -268,10 +268,7 @@ fn run_args(c: &mut RawConn, args: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn seed() -> u64 {
-    std::env::var("HASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x4a54_1234)
+    common::seed("HASH_SEED", 0x4a54_1234)
 }
 
 fn differential(resp3: bool) {

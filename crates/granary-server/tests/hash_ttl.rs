@@ -212,10 +212,7 @@ fn relative_reading(cmd: &str, n: i64) -> bool {
 }
 
 fn seed() -> u64 {
-    std::env::var("HASH_TTL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen())
+    common::seed("HASH_TTL_SEED", 0x0074_746c)
 }
 
 /// Random sequences over a few keys and fields, all nine commands with
@@ -228,7 +225,6 @@ fn seed() -> u64 {
 #[ignore]
 fn matches_valkey() {
     let seed = seed();
-    eprintln!("HASH_TTL_SEED={seed}");
     let g = ServerProc::granary(&[]);
     for resp3 in [false, true] {
         let valkey = ServerProc::valkey(&[]).expect("valkey-server (set VALKEY_SERVER)");

@@ -14,18 +14,11 @@ mod common;
 use common::{show, ServerProc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const KEYS: &[&str] = &["k0", "k1", "k2", "k3", "k4", "k5"];
 
 fn seed() -> u64 {
-    match std::env::var("LIST_SEED").ok().and_then(|v| v.parse().ok()) {
-        Some(s) => s,
-        None => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
-    }
+    common::seed("LIST_SEED", 0x6c69_7374)
 }
 
 fn key(rng: &mut StdRng) -> Vec<u8> {
@@ -208,7 +201,6 @@ fn run(resp3: bool, seed: u64, n: usize) {
 #[test]
 fn random_commands_match_redis() {
     let seed = seed();
-    eprintln!("LIST_SEED={seed}");
     run(false, seed, 3000);
     run(true, seed.wrapping_add(1), 3000);
 }
@@ -412,7 +404,6 @@ fn killed_or_gone_blocked_clients_lose_nothing() {
 #[ignore]
 fn encodings_match_valkey() {
     let seed = seed();
-    eprintln!("LIST_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     for round in 0..8 {
         let g_server = ServerProc::granary(&[]);
@@ -570,7 +561,6 @@ fn long_command(rng: &mut StdRng, len: i64) -> Vec<Vec<u8>> {
 #[test]
 fn long_lists_match_redis() {
     let seed = seed();
-    eprintln!("LIST_SEED={seed}");
     let granary = ServerProc::granary(&[]);
     let redis = ServerProc::redis(&[]);
     let (mut g, mut r) = (granary.raw(), redis.raw());

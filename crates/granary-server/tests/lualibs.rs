@@ -473,10 +473,7 @@ fn gen_value(rng: &mut StdRng, depth: usize) -> String {
 }
 
 fn seed() -> u64 {
-    std::env::var("LUALIBS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6c75_616c_6962)
+    common::seed("LUALIBS_SEED", 0x6c75_616c_6962)
 }
 
 #[test]

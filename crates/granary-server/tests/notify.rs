@@ -263,10 +263,7 @@ fn compare(flags: &str, seed: u64, n: usize) {
 }
 
 fn seed() -> u64 {
-    std::env::var("NOTIFY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen())
+    common::seed("NOTIFY_SEED", 0x6e6f_7469_6679)
 }
 
 #[test]

@@ -486,11 +486,8 @@ fn run_sequence(
 /// The differential run against one oracle, over RESP2 and RESP3 and two
 /// threshold settings. `rich`: the oracle has Redis 7.4's encodings.
 fn differential(granary: &ServerProc, mut oracle: impl FnMut() -> RawConn, rich: bool) {
-    let seed: u64 = std::env::var("SET_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    eprintln!("set differential (rich={rich}): SET_DIFF_SEED={seed}");
+    let seed = common::seed("SET_DIFF_SEED", 0x0073_6574);
+    eprintln!("set differential (rich={rich})");
     let mut gen = Gen {
         rng: StdRng::seed_from_u64(seed),
         rich,

@@ -351,10 +351,48 @@ impl LexRange {
         }
     }
 
-    fn span(&self, z: &ZSetValue) -> (usize, usize) {
-        let start = z.count_before(&|_, m| self.below_min(m));
-        let end = z.count_before(&|_, m| self.within_max(m));
-        (start, end.max(start))
+    /// The index span [start, end) of members in range, walked from the
+    /// head (or, with `rev`, from the tail).
+    ///
+    /// Redis leaves lex ranges over members of different scores
+    /// unspecified, but its listpack answer is deterministic and clients
+    /// see it: find the first member past the bound at the walk's start,
+    /// then take members while they stay within the other bound. A
+    /// listpack-sized set walks the same way; a large one (a skiplist in
+    /// Redis, whose answer then depends on random node levels) is
+    /// searched in O(log n). Both agree whenever the scores are equal.
+    fn span(&self, z: &ZSetValue, rev: bool) -> (usize, usize) {
+        if z.is_skiplist() {
+            let start = z.count_before(&|_, m| self.below_min(m));
+            let end = z.count_before(&|_, m| self.within_max(m));
+            return (start, end.max(start));
+        }
+        let members: Vec<&[u8]> = z.iter_from(0, false).map(|(m, _)| m).collect();
+        let (Some(first), Some(last)) = (members.first(), members.last()) else {
+            return (0, 0);
+        };
+        if self.below_min(last) || !self.within_max(first) {
+            return (0, 0);
+        }
+        if rev {
+            let Some(end) = members.iter().rposition(|m| self.within_max(m)) else {
+                return (0, 0);
+            };
+            let start = members[..=end]
+                .iter()
+                .rposition(|m| self.below_min(m))
+                .map_or(0, |i| i + 1);
+            (start, (end + 1).max(start))
+        } else {
+            let Some(start) = members.iter().position(|m| !self.below_min(m)) else {
+                return (0, 0);
+            };
+            let end = members[start..]
+                .iter()
+                .position(|m| !self.within_max(m))
+                .map_or(members.len(), |i| start + i);
+            (start, end)
+        }
     }
 }
 
@@ -623,7 +661,7 @@ fn zlexcount(c: &mut Ctx) -> CmdResult {
     let args = c.args;
     let range = LexRange::parse(&args[2], &args[3])?;
     let n = zread(&mut c.store, &args[1])?.map_or(0, |z| {
-        let (a, b) = range.span(z);
+        let (a, b) = range.span(z, false);
         b - a
     });
     c.out.int(n as i64);
@@ -712,7 +750,7 @@ impl Range {
                 };
             }
             Range::Score(r) => r.span(z),
-            Range::Lex(r) => r.span(z),
+            Range::Lex(r) => r.span(z, rev),
         };
         // A negative offset skips everything in Redis (its loop counts down forever).
         if offset < 0 || (offset as u64) >= (end - start) as u64 {

@@ -503,6 +503,25 @@ pub fn show_cmd(args: &[Vec<u8>]) -> String {
         .join(" ")
 }
 
+/// The seed of a randomised test: `$var` if set (to reproduce a run);
+/// otherwise a fresh one when GRANARY_RANDOM_SEEDS is set (the bug hunt,
+/// scripts/fuzz.sh); otherwise `fixed`, so the suite that gates a landing
+/// is deterministic. The seed is printed so any failure can be replayed.
+pub fn seed(var: &str, fixed: u64) -> u64 {
+    let seed = match std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        Some(s) => s,
+        None if std::env::var_os("GRANARY_RANDOM_SEEDS").is_some() => {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()).rotate_left(32)
+        }
+        None => fixed,
+    };
+    eprintln!("{var}={seed}");
+    seed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
