@@ -251,7 +251,7 @@ pub fn fields_deleted(s: &Server, db: usize, key: &[u8], fields: &[Vec<u8>]) {
 
 /// Whether appendfsync is always.
 pub fn fsync_always(s: &Server) -> bool {
-    s.config.get("appendfsync").as_deref() == Some("always")
+    s.config.hot.fsync_always.load(Relaxed)
 }
 
 /// Called before a connection sends replies: what its commands appended
@@ -442,8 +442,11 @@ pub fn load_at_startup(s: &Server) -> Result<Loaded, String> {
     let text = match std::fs::read_to_string(&mpath) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            tracing::info!("No AOF manifest found: creating the AOF base from the current data");
-            s.rdb.request_aof_rewrite();
+            // Synchronously, as Redis does: the dataset is empty, and until
+            // a manifest names the increment, acknowledged writes would be
+            // in a file no restart reads.
+            rewrite(s).map_err(|e| format!("Creating the AOF base file on server start: {e}"))?;
+            tracing::info!("Created the AOF base file on server start");
             return Ok(Loaded::default());
         }
         Err(e) => return Err(format!("{}: {e}", mpath.display())),

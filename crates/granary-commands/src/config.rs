@@ -397,6 +397,8 @@ pub struct Hot {
     pub hll_sparse_max_bytes: AtomicI64,
     /// notify-keyspace-events as Redis's NOTIFY_* bits, read per event.
     pub notify_keyspace_events: std::sync::atomic::AtomicU32,
+    /// appendfsync is always: replies wait for an fsync (AOF, journal).
+    pub fsync_always: AtomicBool,
 }
 
 pub struct Config {
@@ -498,6 +500,7 @@ impl Config {
             "protected-mode" => h.protected_mode.store(v == "yes", Relaxed),
             "timeout" => h.timeout_secs.store(int() as u64, Relaxed),
             "hz" => h.hz.store(int() as u64, Relaxed),
+            "appendfsync" => h.fsync_always.store(v == "always", Relaxed),
             "maxclients" => h.maxclients.store(int() as u64, Relaxed),
             "hash-max-listpack-entries" => h.hash_max_listpack_entries.store(int(), Relaxed),
             "hash-max-listpack-value" => h.hash_max_listpack_value.store(int(), Relaxed),

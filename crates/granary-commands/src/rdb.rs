@@ -334,6 +334,7 @@ pub fn save_for_shutdown(s: &Server, save: bool, nosave: bool) -> bool {
         tracing::info!("Calling fsync() on the AOF file.");
         crate::aof::flush_all(s);
     }
+    crate::cmd::writebehind::flush_journal(s);
     let points = !s.config.get("save").unwrap_or_default().is_empty();
     if nosave || !(save || points) {
         return true;

@@ -9,6 +9,7 @@
 //!   express the value (RDB 10, Redis 7.0); reading also accepts Redis 7.2's
 //!   listpack sets and converts to Granary's encodings at the configured
 //!   thresholds, as Redis does when loading.
+//! - [`stream`]: streams (listpack nodes, consumer groups and PELs).
 //! - [`dump`]: the DUMP payload (value, RDB version, CRC64).
 //! - [`aof`]: the append-only file's manifest and command files.
 //! - [`file`]: RDB files, written and read key by key.
@@ -22,6 +23,7 @@ pub mod file;
 pub mod intset;
 pub mod listpack;
 pub mod snapshot;
+pub mod stream;
 pub mod value;
 pub mod ziplist;
 
@@ -49,8 +51,11 @@ pub mod types {
     pub const ZSET_ZIPLIST: u8 = 12;
     pub const HASH_ZIPLIST: u8 = 13;
     pub const LIST_QUICKLIST: u8 = 14;
+    pub const STREAM_LISTPACKS: u8 = 15;
     pub const HASH_LISTPACK: u8 = 16;
     pub const ZSET_LISTPACK: u8 = 17;
     pub const LIST_QUICKLIST_2: u8 = 18;
+    pub const STREAM_LISTPACKS_2: u8 = 19;
     pub const SET_LISTPACK: u8 = 20;
+    pub const STREAM_LISTPACKS_3: u8 = 21;
 }

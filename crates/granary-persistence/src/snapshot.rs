@@ -79,7 +79,6 @@ pub fn save_with(
     let mut out = Ok(File::create(&tmp)
         .and_then(|f| Writer::new(CountingWriter::new(f), lim, ctime_secs))
         .map_err(|e| annotate(e, &tmp))?);
-    let streams_before = STREAMS_SKIPPED.load(Relaxed);
     let (sizes, functions) = begin(ks, lim, at_begin);
     for code in &functions {
         if let Ok(w) = &mut out {
@@ -107,13 +106,6 @@ pub fn save_with(
     }
     let cow_bytes = ks.snapshot().cow_bytes();
     ks.snapshot().end();
-    // Streams have no RDB encoding in Granary yet: a file without them
-    // would lose them silently, so the save fails instead.
-    if STREAMS_SKIPPED.load(Relaxed) > streams_before {
-        out = Err(io::Error::other(
-            "the dataset holds streams, which this version cannot save to RDB yet",
-        ));
-    }
     let result = out.and_then(|w| {
         let f = w.finish()?;
         let bytes = f.written;
@@ -226,12 +218,9 @@ fn save_db(
     keys
 }
 
-/// Streams found by saves since the process started (they cannot be
-/// written yet; see `save_with`).
-static STREAMS_SKIPPED: AtomicU64 = AtomicU64::new(0);
-
-/// A key's record, or nothing for a stream (counted: the save then fails
-/// rather than silently dropping it).
+/// A key's record. One value is serialized whole, under its shard's lock:
+/// a huge collection (a stream of millions of entries, say) holds the
+/// shard for the time it takes.
 fn record(
     out: &mut Vec<u8>,
     key: &[u8],
@@ -239,10 +228,6 @@ fn record(
     expire: Option<u64>,
     lim: &Limits,
 ) {
-    if matches!(value, granary_keyspace::Value::Stream(_)) {
-        STREAMS_SKIPPED.fetch_add(1, Relaxed);
-        return;
-    }
     file::record(out, key, value, expire, lim)
 }
 

@@ -7,7 +7,7 @@
 //! sets as listpacks, big ones as plain hashes and ZSET_2. Reading accepts
 //! those plus the older plain list and text-score zset, and Redis 7.2's
 //! listpack set; the result takes Granary's encodings at the configured
-//! thresholds, as Redis converts on load.
+//! thresholds, as Redis converts on load. Streams are in [`crate::stream`].
 
 use crate::codec::{put_double, put_int_string, put_len, put_string_with, Error, Input, Result};
 use crate::listpack::{self, LpEntry};
@@ -78,10 +78,7 @@ pub fn write(out: &mut Vec<u8>, v: &Value, lim: &Limits) {
         Value::Set(s) => write_set(lz, out, s),
         Value::Hash(h) => write_hash(lz, out, h),
         Value::ZSet(z) => write_zset(lz, out, z),
-        // Placeholder until the stream encoding lands: an empty stream
-        // (RDB_TYPE_STREAM_LISTPACKS: no nodes, length 0, last id 0-0, no
-        // groups). DUMP refuses streams before getting here.
-        Value::Stream(_) => out.extend_from_slice(&[15, 0, 0, 0, 0, 0]),
+        Value::Stream(s) => crate::stream::write(lz, out, s),
     }
 }
 
@@ -283,6 +280,9 @@ pub fn read_body(t: u8, input: &mut Input, lim: &Limits) -> Result<Value> {
         types::HASH_LISTPACK => read_listpack_hash(input, lim)?,
         types::ZSET | types::ZSET_2 => read_plain_zset(t, input, lim)?,
         types::ZSET_LISTPACK => read_listpack_zset(input, lim)?,
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+            crate::stream::read(t, input)?
+        }
         _ => return Err(Error("unsupported value type")),
     };
     Ok(v)

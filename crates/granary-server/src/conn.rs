@@ -384,6 +384,7 @@ async fn send_replies(
     out: &mut Reply,
 ) -> std::io::Result<()> {
     granary_commands::aof::before_reply(server, client);
+    granary_commands::cmd::writebehind::before_reply(server);
     flush(server, stream, out).await
 }
 

@@ -236,6 +236,10 @@ async fn serve(server: Arc<Server>, threads: usize) -> i32 {
     }
     granary_commands::rdb::start(&server);
     granary_commands::aof::start(&server);
+    if let Err(e) = granary_commands::cmd::writebehind::start(&server) {
+        tracing::error!("{e}");
+        return 1;
+    }
     let port = server.config.get_int("port") as u16;
     let binds = server.config.get("bind").unwrap_or_default();
     let mut listeners = vec![];
@@ -284,7 +288,6 @@ async fn serve(server: Arc<Server>, threads: usize) -> i32 {
     );
     tracing::info!("Ready to accept connections tcp on {}", addrs.join(", "));
     granary_commands::cron::start(&server);
-    granary_commands::cmd::writebehind::start(&server);
     let only_loopback = listeners.iter().all(|l| {
         l.local_addr()
             .map(|a| a.ip().is_loopback())

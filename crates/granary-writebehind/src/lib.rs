@@ -7,20 +7,25 @@
 //! pending set every `writebehind-interval` ms or when
 //! `writebehind-batch-size` rows wait, reads each key's current state,
 //! and writes the rows in chunked transactions, retrying with backoff.
+//! Every change to the pending set is also journaled ([`journal`]) before
+//! the client's reply, so it survives kill -9 and restart.
 //! This crate does not know the command layer: it reads the keyspace
 //! through [`Source`].
 
 pub mod flusher;
+pub mod journal;
 pub mod model;
 pub mod pending;
 pub mod rules;
 pub mod sink;
 
+use journal::{Journal, Record, RecordRef};
 use parking_lot::{Condvar, Mutex, RwLock};
 use pending::{Appended, Pending};
 use rules::{KeyType, Rule, RuleSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use flusher::Source;
@@ -78,8 +83,13 @@ pub struct Progress {
 }
 
 pub struct WriteBehind {
-    /// A sink is configured; when false every hook is one relaxed load.
+    /// Started: a sink is configured and the journal is recovered (hooks
+    /// stay off while the dataset loads: the journal already holds what
+    /// the loaded writes pending). When false every hook is one load.
     enabled: AtomicBool,
+    /// A sink is configured.
+    configured: bool,
+    journal: OnceLock<Journal>,
     rules: RwLock<Arc<RuleSet>>,
     /// Bumped when the rules change, so the flusher prepares new tables.
     pub rules_version: AtomicU64,
@@ -89,6 +99,8 @@ pub struct WriteBehind {
     /// Rows taken by the flush in progress, pending until committed, and
     /// when the oldest of them arrived.
     inflight_rows: AtomicU64,
+    /// The journal segment sealed when the batch in flight was taken.
+    inflight_sealed: AtomicU64,
     inflight_oldest: Mutex<Option<Instant>>,
     next_id: AtomicI64,
     pub settings: RwLock<Settings>,
@@ -119,12 +131,15 @@ impl WriteBehind {
             .map(|d| d.as_micros() as i64)
             .unwrap_or(1);
         let wb = WriteBehind {
-            enabled: AtomicBool::new(!sink.trim().is_empty()),
+            enabled: AtomicBool::new(false),
+            configured: !sink.trim().is_empty(),
+            journal: OnceLock::new(),
             rules: RwLock::new(Arc::new(rules)),
             rules_version: AtomicU64::new(1),
             pending: Mutex::default(),
             pending_rows: AtomicU64::new(0),
             inflight_rows: AtomicU64::new(0),
+            inflight_sealed: AtomicU64::new(0),
             inflight_oldest: Mutex::new(None),
             next_id: AtomicI64::new(now_us),
             settings: RwLock::new(Settings::default()),
@@ -148,6 +163,109 @@ impl WriteBehind {
     #[inline]
     pub fn enabled(&self) -> bool {
         self.enabled.load(Relaxed)
+    }
+
+    /// A sink is configured (write-behind runs once started).
+    pub fn configured(&self) -> bool {
+        self.configured
+    }
+
+    /// Opens the journal in `dir`, puts back what the last run left
+    /// pending, and turns the write hooks on. Called once the dataset is
+    /// loaded, before clients are accepted. Returns the rows recovered.
+    pub fn start(&self, dir: &Path) -> Result<usize, String> {
+        let (journal, recovered) = Journal::open(dir)?;
+        if recovered.torn_tail {
+            tracing::warn!(
+                "write-behind: the journal ended with a write cut short (never acknowledged); dropped it"
+            );
+        }
+        let rows = self.recover(recovered.records);
+        if self.journal.set(journal).is_err() {
+            return Err("write-behind started twice".into());
+        }
+        self.enabled.store(self.configured, Relaxed);
+        Ok(rows)
+    }
+
+    /// Replays journaled records into the pending set (not journaled
+    /// again: their segments stay until the batch holding them commits).
+    fn recover(&self, records: Vec<Record>) -> usize {
+        let rules = self.rules();
+        let mut p = self.pending.lock();
+        let mut dropped = 0u64;
+        for r in records {
+            match r {
+                Record::Mark { db, key } => {
+                    p.mark(db as usize, &key);
+                }
+                Record::Append {
+                    id,
+                    rule,
+                    key,
+                    value,
+                } => match rules.rules.iter().find(|r| r.name == rule) {
+                    Some(rule) => {
+                        self.ids_above(id);
+                        p.append(Appended {
+                            rule: rule.clone(),
+                            id,
+                            key: key.into(),
+                            value: value.into(),
+                        });
+                    }
+                    None => dropped += 1,
+                },
+                Record::Emptied { db } => p.emptied(db as usize),
+            }
+        }
+        if dropped > 0 {
+            let msg = format!(
+                "{dropped} journaled list rows belong to rules that no longer exist; dropped"
+            );
+            tracing::warn!("write-behind: {msg}");
+            *self.stats.last_error.lock() = msg;
+        }
+        self.pending_rows.store(p.rows as u64, Relaxed);
+        p.rows
+    }
+
+    /// Journals one change (the caller holds the pending lock).
+    #[inline]
+    fn journal(&self, r: RecordRef<'_>) {
+        if let Some(j) = self.journal.get() {
+            j.append(r);
+        }
+    }
+
+    /// Before a reply: what was journaled is written out (and fsynced with
+    /// `always`). Two relaxed loads when there is nothing to write.
+    #[inline]
+    pub fn wait_durable(&self, always: impl FnOnce() -> bool) {
+        if let Some(j) = self.journal.get() {
+            if j.unwritten_or_unsynced() {
+                j.wait_durable(always());
+            }
+        }
+    }
+
+    /// The journal's background duty: write what nobody waited for, and
+    /// fsync when `sync` (appendfsync everysec).
+    pub fn journal_tick(&self, sync: bool) {
+        if let Some(j) = self.journal.get() {
+            j.write_pending();
+            if sync {
+                j.sync_now();
+            }
+        }
+    }
+
+    /// The journal's last write error (empty: none).
+    pub fn journal_error(&self) -> String {
+        self.journal
+            .get()
+            .map(|j| j.last_error.lock().clone())
+            .unwrap_or_default()
     }
 
     pub fn set_settings(&self, s: Settings) {
@@ -218,6 +336,7 @@ impl WriteBehind {
         }
         let mut p = self.pending.lock();
         if p.mark(db, key) {
+            self.journal(RecordRef::Mark { db: db as u32, key });
             self.counted(&p);
         }
     }
@@ -234,6 +353,12 @@ impl WriteBehind {
         let mut p = self.pending.lock();
         for v in values {
             let id = self.next_id.fetch_add(1, Relaxed);
+            self.journal(RecordRef::Append {
+                id,
+                rule: &rule.name,
+                key,
+                value: v,
+            });
             p.append(Appended {
                 rule: rule.clone(),
                 id,
@@ -254,6 +379,7 @@ impl WriteBehind {
         }
         let mut p = self.pending.lock();
         p.emptied(db);
+        self.journal(RecordRef::Emptied { db: db as u32 });
         self.counted(&p);
     }
 
@@ -314,14 +440,24 @@ impl WriteBehind {
     fn take_pending(&self) -> Pending {
         let mut p = self.pending.lock();
         let taken = p.take();
+        if let Some(j) = self.journal.get() {
+            self.inflight_sealed.store(j.seal(), Relaxed);
+        }
         self.inflight_rows.store(taken.rows as u64, Relaxed);
         *self.inflight_oldest.lock() = taken.oldest;
         self.pending_rows.store(0, Relaxed);
         taken
     }
 
-    /// The batch in progress is committed.
+    /// The batch in progress is committed: its journal segments go.
     fn committed(&self) {
+        if let Some(j) = self.journal.get() {
+            j.committed(self.inflight_sealed.load(Relaxed));
+        }
+        self.nothing_inflight();
+    }
+
+    fn nothing_inflight(&self) {
         self.inflight_rows.store(0, Relaxed);
         *self.inflight_oldest.lock() = None;
     }
@@ -330,7 +466,8 @@ impl WriteBehind {
         let mut p = self.pending.lock();
         p.requeue(old);
         self.pending_rows.store(p.rows as u64, Relaxed);
-        self.committed();
+        // Not committed: its journal segments stay.
+        self.nothing_inflight();
     }
 
     /// Waits until a flush is due (interval, batch size, a FLUSH), up to

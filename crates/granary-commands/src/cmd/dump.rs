@@ -54,9 +54,6 @@ fn dump_cmd(c: &mut Ctx) -> CmdResult {
     let lim = limits(c.server);
     match c.store.read(&c.args[1]) {
         Some(e) => {
-            if matches!(e.value, granary_keyspace::Value::Stream(_)) {
-                return Err("ERR stream DUMP is not supported yet".into());
-            }
             let payload = dump::dump(&e.value, &lim);
             c.out.bulk(&payload);
         }

@@ -13,9 +13,10 @@ use granary_keyspace::Keyspace;
 use granary_writebehind::rules::{Rule, RuleSet};
 use granary_writebehind::{Settings, Source, WriteBehind};
 use std::fmt::Write;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const G: &str = "server";
 const ADM: u32 = ADMIN | NOSCRIPT | LOADING | STALE;
@@ -84,14 +85,78 @@ impl Source for ServerSource {
     }
 }
 
-/// Starts the flusher thread if a sink is configured.
-pub fn start(server: &Arc<Server>) {
-    if !server.writebehind.enabled() {
-        return;
+/// Where the journal lives: `writebehind/` in the data directory.
+fn journal_dir(server: &Server) -> PathBuf {
+    let dir = server.config.get("dir").unwrap_or_default();
+    PathBuf::from(if dir.is_empty() { "." } else { &dir }).join("writebehind")
+}
+
+/// Starts write-behind if a sink is configured: recovers what the journal
+/// kept pending, turns the write hooks on, and starts the flusher and the
+/// journal's writer. Called after the dataset is loaded (the load's own
+/// writes are not journaled again) and before clients are accepted. An
+/// unreadable journal stops start-up, as a corrupt AOF does.
+pub fn start(server: &Arc<Server>) -> Result<(), String> {
+    let wb = &server.writebehind;
+    if !wb.configured() {
+        return Ok(());
     }
-    if let Err(e) = granary_writebehind::flusher::start(ServerSource(Arc::downgrade(server))) {
-        tracing::error!("write-behind: can't start the flusher thread: {e}");
+    let dir = journal_dir(server);
+    let rows = wb.start(&dir).map_err(|e| format!("write-behind: {e}"))?;
+    if rows > 0 {
+        tracing::info!(
+            "write-behind: {rows} pending rows recovered from the journal in {}",
+            dir.display()
+        );
     }
+    granary_writebehind::flusher::start(ServerSource(Arc::downgrade(server)))
+        .map_err(|e| format!("write-behind: can't start the flusher thread: {e}"))?;
+    start_journal_writer(server)
+        .map_err(|e| format!("write-behind: can't start the journal thread: {e}"))?;
+    Ok(())
+}
+
+/// How often journal records no reply waits for are written out.
+const JOURNAL_WRITE: Duration = Duration::from_millis(100);
+
+/// Writes what no reply waited for, and fsyncs once a second with
+/// appendfsync everysec (the journal follows the AOF's fsync policy).
+fn start_journal_writer(server: &Arc<Server>) -> std::io::Result<()> {
+    let weak = Arc::downgrade(server);
+    std::thread::Builder::new()
+        .name("granary-wb-journal".into())
+        .spawn(move || {
+            let mut last_sync = Instant::now();
+            loop {
+                std::thread::sleep(JOURNAL_WRITE);
+                let Some(s) = weak.upgrade() else { return };
+                let everysec = s.config.get("appendfsync").as_deref() == Some("everysec");
+                let sync = everysec && last_sync.elapsed() >= Duration::from_secs(1);
+                if sync {
+                    last_sync = Instant::now();
+                }
+                s.writebehind.journal_tick(sync);
+                if s.shutting_down.load(Relaxed) {
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// Before a connection sends replies: what its commands journaled is in
+/// the file (fsynced with appendfsync always), so an acknowledged change
+/// reaches the database even after kill -9.
+#[inline]
+pub fn before_reply(server: &Server) {
+    server
+        .writebehind
+        .wait_durable(|| crate::aof::fsync_always(server));
+}
+
+/// At shutdown: the journal is written and fsynced.
+pub fn flush_journal(server: &Server) {
+    server.writebehind.journal_tick(true);
 }
 
 /// Whether a write command must be refused because the write-behind

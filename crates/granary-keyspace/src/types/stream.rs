@@ -317,11 +317,41 @@ impl Block {
         }
     }
 
+    /// Appends an entry as loaded from an RDB node, deleted or not.
+    fn append_loaded(&mut self, master: StreamId, id: StreamId, fields: &[&[u8]], deleted: bool) {
+        let at = self.data.len();
+        self.append(master, id, fields);
+        if deleted {
+            self.data[at] |= FLAG_DELETED;
+            self.live -= 1;
+            self.deleted += 1;
+        }
+    }
+
     fn mark_deleted(&mut self, p: &Pos) {
         self.data[p.at] |= FLAG_DELETED;
         self.live -= 1;
         self.deleted += 1;
     }
+}
+
+/// One entry of a node as RDB stores it, deleted ones included.
+pub struct NodeEntry<'a> {
+    pub id: StreamId,
+    pub deleted: bool,
+    /// Whether the entry has exactly the master fields (values only).
+    pub same_fields: bool,
+    pub fields: Fields<'a>,
+}
+
+/// One node (a listpack in Redis's radix tree), for persistence.
+pub struct Node<'a> {
+    /// The node's key: the ID its entries' IDs are relative to.
+    pub master: StreamId,
+    pub master_fields: Vec<&'a [u8]>,
+    pub live: u64,
+    pub deleted: u64,
+    pub entries: Vec<NodeEntry<'a>>,
 }
 
 // ---------------------------------------------------------------- groups
@@ -493,6 +523,54 @@ impl Stream {
         }
         let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
         rax_nodes(&refs)
+    }
+
+    /// Every node in ID order, deleted entries included (RDB saving).
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        self.blocks.iter().map(|(master, b)| {
+            let entries = b
+                .positions(*master)
+                .iter()
+                .map(|p| {
+                    let mut fields = Vec::new();
+                    b.fields(p, &mut fields);
+                    NodeEntry {
+                        id: p.id,
+                        deleted: p.flags & FLAG_DELETED != 0,
+                        same_fields: p.flags & FLAG_SAMEFIELDS != 0,
+                        fields,
+                    }
+                })
+                .collect();
+            Node {
+                master: *master,
+                master_fields: b.master_names().collect(),
+                live: b.live,
+                deleted: b.deleted,
+                entries,
+            }
+        })
+    }
+
+    /// Adds a node as loaded from RDB, after every node so far: master
+    /// field names, then each entry's ID, deletion flag and flattened
+    /// field/value pairs. The caller checks the IDs ascend (past the
+    /// previous nodes' too) and sets the stream's IDs and counters; the
+    /// length grows by the live entries.
+    pub fn push_node<'a>(
+        &mut self,
+        master: StreamId,
+        master_fields: &[&[u8]],
+        entries: impl IntoIterator<Item = (StreamId, bool, Vec<&'a [u8]>)>,
+    ) {
+        // Block::new takes field/value pairs; only the names matter.
+        let pairs: Vec<&[u8]> = master_fields.iter().flat_map(|f| [*f, &[][..]]).collect();
+        let mut b = Block::new(&pairs);
+        for (id, deleted, fields) in entries {
+            b.append_loaded(master, id, &fields, deleted);
+        }
+        self.len += b.live;
+        self.blocks.insert(master, b);
     }
 
     /// Appends an entry with ID `id` (greater than `last_id`) and the
@@ -858,6 +936,33 @@ mod tests {
         assert_eq!(s.first_id, id(151, 0));
         assert_eq!(s.trim(Trim::MinId(id(290, 0)), false, 0), 139);
         assert_eq!(ids(&s, false)[0], id(290, 0));
+    }
+
+    #[test]
+    fn nodes_rebuild_the_same_stream() {
+        let mut s = Stream::new();
+        for i in 1..=250u64 {
+            let v = i.to_string();
+            let f: [&[u8]; 4] = [b"a", v.as_bytes(), b"b", b"x"];
+            s.append(id(i, 0), if i % 3 == 0 { &f[..2] } else { &f }, LIM);
+        }
+        s.delete(id(5, 0));
+        s.delete(id(150, 0));
+        let mut t = Stream::new();
+        for n in s.nodes() {
+            assert_eq!(n.entries.len() as u64, n.live + n.deleted);
+            let entries = n.entries.iter().map(|e| {
+                let flat = e.fields.iter().flat_map(|(f, v)| [*f, *v]).collect();
+                (e.id, e.deleted, flat)
+            });
+            t.push_node(n.master, &n.master_fields, entries);
+        }
+        assert_eq!(t.len(), s.len());
+        assert_eq!(t.node_count(), s.node_count());
+        assert_eq!(ids(&t, false), ids(&s, false));
+        assert_eq!(t.get(id(9, 0)), s.get(id(9, 0)));
+        let deleted: u64 = t.nodes().map(|n| n.deleted).sum();
+        assert_eq!(deleted, 2);
     }
 
     #[test]
