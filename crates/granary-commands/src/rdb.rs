@@ -179,15 +179,16 @@ fn run(server: Weak<Server>) {
     }
 }
 
-/// The saver yields the CPU to the threads serving commands (it runs at
-/// nice 10): a snapshot may take longer under full load, but commands are
-/// not delayed behind it, which matters most when cores are scarce.
-fn lower_priority() {
+/// Background threads (the saver, the write-behind flusher) yield the CPU
+/// to the threads serving commands (they run at nice 10): a snapshot or a
+/// flush may take longer under full load, but commands are not delayed
+/// behind it, which matters most when cores are scarce.
+pub(crate) fn lower_priority() {
     // SAFETY: gettid and setpriority take and return plain integers; they
     // change this thread's scheduling priority and touch no memory.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
     if rc != 0 {
-        tracing::debug!("could not lower the saver thread's priority");
+        tracing::debug!("could not lower a background thread's priority");
     }
 }
 

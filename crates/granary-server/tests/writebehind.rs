@@ -848,3 +848,29 @@ fn postgres_kill9_during_flushes_loses_and_duplicates_nothing() {
     let url = pg.url();
     kill9_during_flushes(&mut pg, &url);
 }
+
+/// The flusher runs at nice 10, so under full load commands go first and
+/// the backlog grows instead (read from /proc: the thread is named).
+#[test]
+fn flusher_thread_yields_to_commands() {
+    let dir = tmpdir("nice");
+    let s = granary(
+        &format!("sqlite:{}", dir.join("wb.db").display()),
+        "1000",
+        &[],
+    );
+    let mut c = s.conn();
+    flush(&mut c); // the flusher is up
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap();
+    let mut nices = BTreeMap::new();
+    for t in tasks {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+        // pid (comm) state ppid ...: fields after the ")" are 3.., nice is 19.
+        let (comm, rest) = stat.split_once(") ").unwrap();
+        let comm = comm.split_once(" (").unwrap().1.to_string();
+        let nice: i64 = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        nices.insert(comm, nice);
+    }
+    assert_eq!(nices.get("writebehind"), Some(&10), "{nices:?}");
+    assert_eq!(nices.get("tokio-rt-worker"), Some(&0), "{nices:?}");
+}

@@ -35,11 +35,14 @@ struct Flusher {
     retry_at: Option<Instant>,
 }
 
-/// Starts the flusher thread.
-pub fn start(source: impl Source) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Starts the flusher thread; it runs `init` first (the server lowers its
+/// priority there, so that under full load commands go first and the
+/// backlog grows instead).
+pub fn start(source: impl Source, init: fn()) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("writebehind".into())
         .spawn(move || {
+            init();
             let mut f = Flusher {
                 sink: None,
                 prepared: 0,

@@ -307,6 +307,14 @@ impl WriteBehind {
         self.pending_rows() >= self.max_pending.load(Relaxed)
     }
 
+    /// Writes to mapped keys are being refused now (the backlog is full
+    /// and overflow is not accepted): a few relaxed loads, so the write
+    /// path looks at keys only then.
+    #[inline]
+    pub fn refusing(&self) -> bool {
+        self.enabled() && self.over_limit() && !self.overflow_accept.load(Relaxed)
+    }
+
     /// Whether a write to `key` must be refused because the backlog is
     /// full (checked before a write command runs).
     pub fn refuses(&self, db: usize, key: &[u8]) -> bool {

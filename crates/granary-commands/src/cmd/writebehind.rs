@@ -109,8 +109,11 @@ pub fn start(server: &Arc<Server>) -> Result<(), String> {
             dir.display()
         );
     }
-    granary_writebehind::flusher::start(ServerSource(Arc::downgrade(server)))
-        .map_err(|e| format!("write-behind: can't start the flusher thread: {e}"))?;
+    granary_writebehind::flusher::start(
+        ServerSource(Arc::downgrade(server)),
+        crate::rdb::lower_priority,
+    )
+    .map_err(|e| format!("write-behind: can't start the flusher thread: {e}"))?;
     start_journal_writer(server)
         .map_err(|e| format!("write-behind: can't start the journal thread: {e}"))?;
     Ok(())
@@ -164,7 +167,7 @@ pub fn flush_journal(server: &Server) {
 /// write-behind is off.
 pub fn refuses(server: &Server, spec: &Spec, args: &[Bytes], db: usize) -> bool {
     let wb = &server.writebehind;
-    if !wb.enabled() || spec.flags & WRITE == 0 {
+    if spec.flags & WRITE == 0 || !wb.refusing() {
         return false;
     }
     spec.key_positions(args)
