@@ -9,8 +9,12 @@ and the command path's throughput with write-behind on vs off.
    elements appended with RPUSH of 100 elements, half one-field hashes)
    through pipelines, then times WRITEBEHIND FLUSH: rows / flush time.
 2. Command path: redis-benchmark -t set,lpush -P 16 against Granary
-   without a sink and with a sink and rules mapping the benchmark's keys,
-   flushing every second meanwhile; prints both and the slowdown.
+   without a sink, then with a sink and rules mapping the benchmark's keys
+   twice: with flushing paused (the cost on the command path itself:
+   marking keys, the journal) and flushing every second (adding the
+   flusher's and the database's CPU, on the same cores); prints each and
+   the slowdown, and the rows per second the flusher committed while
+   redis-benchmark was loading the server.
 
 Needs redis-py and redis-benchmark. PostgreSQL runs only with --pg (an
 existing server: scripts never assume one, so start your own, e.g. as the
@@ -102,6 +106,10 @@ def benchmark(port, n):
             for m in re.finditer(r"(\w+): ([\d.]+) requests per second", out)}
 
 
+def flushed_rows(r):
+    return int(r.info("writebehind")["rows_flushed"])
+
+
 def command_path(sink, n):
     proc, port = start()
     try:
@@ -111,11 +119,19 @@ def command_path(sink, n):
     rules = ["s string key:{id} table=bench_kv value=v", "l list {name} table=bench_list"]
     proc, port = start(sink, rules)
     try:
+        r = redis.Redis(port=port)
+        r.execute_command("WRITEBEHIND", "FLUSH")  # tables created
+        r.execute_command("WRITEBEHIND", "PAUSE")
+        paused = benchmark(port, n)
+        r.execute_command("WRITEBEHIND", "FLUSH")
+        r.execute_command("WRITEBEHIND", "RESUME")
+        before, t = flushed_rows(r), time.time()
         on = benchmark(port, n)
-        redis.Redis(port=port).execute_command("WRITEBEHIND", "FLUSH")
+        under_load = (flushed_rows(r) - before) / (time.time() - t)
+        r.execute_command("WRITEBEHIND", "FLUSH")
     finally:
         stop(proc)
-    return off, on
+    return off, paused, on, under_load
 
 
 def main():
@@ -131,11 +147,14 @@ def main():
     for name, sink in sinks:
         rps, dt = rows_per_second(sink, a.rows, name)
         print(f"{name}: {a.rows} rows flushed in {dt:.2f}s = {rps:,.0f} rows/s")
-    off, on = command_path(sinks[-1][1], a.requests)
-    for test in off:
-        slow = 100 * (1 - on.get(test, 0) / off[test])
-        print(f"{test}: write-behind off {off[test]:,.0f} req/s, on ({sinks[-1][0]}) "
-              f"{on.get(test, 0):,.0f} req/s ({slow:+.1f}% slower)")
+    for name, sink in sinks:
+        off, paused, on, under_load = command_path(sink, a.requests)
+        for test in off:
+            slow = lambda x: 100 * (1 - x.get(test, 0) / off[test])
+            print(f"{test}: write-behind off {off[test]:,.0f} req/s; on ({name}) flushing paused "
+                  f"{paused.get(test, 0):,.0f} req/s ({slow(paused):+.1f}% slower), flushing "
+                  f"{on.get(test, 0):,.0f} req/s ({slow(on):+.1f}% slower)")
+        print(f"{name}: {under_load:,.0f} rows/s committed while redis-benchmark loaded the server")
 
 
 if __name__ == "__main__":

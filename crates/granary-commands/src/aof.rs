@@ -254,8 +254,17 @@ pub fn fsync_always(s: &Server) -> bool {
     s.config.hot.fsync_always.load(Relaxed)
 }
 
+/// The write-behind journal goes to disk before the AOF, everywhere the
+/// AOF is written: a command journals before it appends to the AOF, so
+/// whatever a crash leaves in the AOF is in the journal too, and a change
+/// replayed from the AOF is never missing from the pending set.
+fn journal_first(s: &Server, sync: bool) {
+    s.writebehind.journal_tick(sync);
+}
+
 /// Called before a connection sends replies: what its commands appended
-/// must be in the file (fsynced with appendfsync always).
+/// must be in the file (fsynced with appendfsync always). The caller has
+/// made the journal durable first.
 pub fn before_reply(s: &Server, client: &mut Client) {
     if client.aof_offset != 0 {
         s.aof.wait_durable(client.aof_offset, fsync_always(s));
@@ -280,10 +289,12 @@ pub fn start(server: &Arc<Server>) {
                 if !s.aof.on.load(Relaxed) {
                     continue;
                 }
+                let everysec = s.config.get("appendfsync").as_deref() == Some("everysec");
+                let sync = everysec && last_sync.elapsed() >= Duration::from_secs(1);
+                journal_first(&s, sync);
                 let mut f = s.aof.file.lock();
                 s.aof.write_out(&mut f);
-                let everysec = s.config.get("appendfsync").as_deref() == Some("everysec");
-                if everysec && last_sync.elapsed() >= Duration::from_secs(1) {
+                if sync {
                     s.aof.sync(&mut f);
                     last_sync = Instant::now();
                 }
@@ -294,6 +305,7 @@ pub fn start(server: &Arc<Server>) {
 
 /// Writes out and fsyncs everything (SHUTDOWN, appendonly no).
 pub fn flush_all(s: &Server) {
+    journal_first(s, true);
     let mut f = s.aof.file.lock();
     s.aof.write_out(&mut f);
     s.aof.sync(&mut f);
@@ -374,6 +386,7 @@ fn rewrite_inner(s: &Server) -> Result<(), String> {
         &s.rdb.progress,
         || {
             if let Some(f) = incr.take() {
+                journal_first(s, false);
                 s.aof.switch_to(f, incr_name.clone());
                 s.aof.on.store(true, Relaxed);
             }
@@ -419,6 +432,7 @@ pub fn set_enabled(s: &Server, on: bool) {
     if on && !s.aof.on.load(Relaxed) {
         s.rdb.request_aof_rewrite();
     } else if !on && s.aof.on.load(Relaxed) {
+        journal_first(s, true);
         s.aof.close();
         *s.aof.manifest.lock() = Manifest::default();
     }

@@ -435,12 +435,13 @@ impl<'a> Store<'a> {
 
 /// A key was deleted because its TTL passed (lazily or by the cron).
 pub fn key_expired(server: &Server, db: usize, key: &[u8]) {
+    // The expired key's rows follow it (write-behind); journaled before
+    // the AOF's DEL (see aof::journal_first).
+    server.writebehind.on_write(db, key);
     // Logged as DEL, so a replay never resurrects it.
     crate::aof::deleted(server, db, key);
     notify(server, class::EXPIRED, "expired", key, db);
     crate::tracking::invalidate_key(server, key);
-    // The expired key's rows follow it (write-behind).
-    server.writebehind.on_write(db, key);
 }
 
 /// Fields of the hash at `key` expired (lazily or by the cron), which

@@ -331,11 +331,11 @@ pub fn load_file(s: &Server, path: &std::path::Path) -> Result<LoadStats, LoadEr
 /// points are configured, unless NOSAVE. False if it failed (the server
 /// then keeps running, as Redis does).
 pub fn save_for_shutdown(s: &Server, save: bool, nosave: bool) -> bool {
+    crate::cmd::writebehind::flush_journal(s);
     if s.aof.on.load(Relaxed) {
         tracing::info!("Calling fsync() on the AOF file.");
         crate::aof::flush_all(s);
     }
-    crate::cmd::writebehind::flush_journal(s);
     let points = !s.config.get("save").unwrap_or_default().is_empty();
     if nosave || !(save || points) {
         return true;

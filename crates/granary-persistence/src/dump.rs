@@ -4,7 +4,7 @@
 
 use crate::codec::Input;
 use crate::value::{self, Limits};
-use crate::{Error, RDB_VERSION_READ, RDB_VERSION_WRITE};
+use crate::{hash_ttl, Error, RDB_VERSION_HASH_TTLS, RDB_VERSION_READ, RDB_VERSION_WRITE};
 use granary_keyspace::Value;
 
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
@@ -23,11 +23,22 @@ pub enum RestoreError {
     BadData(Error),
 }
 
-/// The DUMP payload of `v`.
+/// The DUMP payload of `v`. A hash with field TTLs takes Redis 7.4's form
+/// and version (Redis 7.0 refuses it: it has no way to hold the TTLs);
+/// every other value is what Redis 7.0 writes.
 pub fn dump(v: &Value, lim: &Limits) -> Vec<u8> {
     let mut out = Vec::new();
-    value::write(&mut out, v, lim);
-    out.extend_from_slice(&RDB_VERSION_WRITE.to_le_bytes());
+    let version = match v {
+        Value::Hash(h) if hash_ttl::has_ttls(v) => {
+            hash_ttl::write(lim.compress, &mut out, h);
+            RDB_VERSION_HASH_TTLS
+        }
+        _ => {
+            value::write(&mut out, v, lim);
+            RDB_VERSION_WRITE
+        }
+    };
+    out.extend_from_slice(&version.to_le_bytes());
     let crc = crc64(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out

@@ -5,7 +5,8 @@
 //! Both directions stream: [`Writer`] appends key by key, [`read`] calls
 //! back once per key, so neither holds a whole file in memory.
 
-use crate::codec::{put_len, put_string, Error, Input};
+use crate::codec::{put_len, put_string, put_string_with, Error, Input};
+use crate::hash_ttl;
 use crate::value::{self, Limits};
 use crate::{RDB_VERSION_READ, RDB_VERSION_WRITE};
 use granary_keyspace::Value;
@@ -127,6 +128,14 @@ pub fn record(out: &mut Vec<u8>, key: &[u8], value: &Value, expire_ms: Option<u6
     let body = out.split_off(start + 1);
     put_string(out, key);
     out.extend_from_slice(&body);
+    // Field TTLs follow the hash as an AUX record, which Redis 7.0 skips.
+    if let Value::Hash(h) = value {
+        if let Some(payload) = hash_ttl::aux_payload(key, h) {
+            out.push(op::AUX);
+            put_string(out, hash_ttl::AUX_KEY);
+            put_string_with(lim.compress, out, &payload);
+        }
+    }
 }
 
 // ---------------------------------------------------------------- reading
@@ -241,6 +250,7 @@ pub fn read_with_functions<R: Read>(
         expire: None,
         left: len.saturating_sub(9),
         functions,
+        pending: None,
     };
     loop {
         let mut input = Input::stream(&mut src, state.left);
@@ -267,13 +277,15 @@ pub fn read_with_functions<R: Read>(
 }
 
 /// Where the reader is: the database selected, the expire time read for
-/// the next key, how many bytes the file may still hold, and the function
-/// libraries read so far.
+/// the next key, how many bytes the file may still hold, the function
+/// libraries read so far, and the last key read, held back until the
+/// next record shows whether field TTLs for it follow.
 struct State<'f> {
     db: u64,
     expire: Option<u64>,
     left: u64,
     functions: &'f mut Vec<Vec<u8>>,
+    pending: Option<Item>,
 }
 
 /// Reads one opcode and what belongs to it.
@@ -283,11 +295,23 @@ fn read_record(
     lim: &Limits,
     each: &mut impl FnMut(Item),
 ) -> Result<Record, Error> {
-    match input.u8()? {
+    let opcode = input.u8()?;
+    if opcode != op::AUX {
+        if let Some(item) = st.pending.take() {
+            each(item);
+        }
+    }
+    match opcode {
         op::EOF => return Ok(Record::Eof),
         op::AUX => {
-            input.string()?;
-            input.string()?;
+            let key = input.string()?;
+            let value = input.string()?;
+            if key == hash_ttl::AUX_KEY {
+                let Some(item) = &mut st.pending else {
+                    return Err(Error("hash field TTLs without a hash before them"));
+                };
+                hash_ttl::apply_aux(&value, &item.key, &mut item.value)?;
+            }
         }
         op::SELECTDB => st.db = input.length()?,
         op::RESIZEDB => {
@@ -317,7 +341,7 @@ fn read_record(
         t => {
             let key = input.string()?;
             let value = value::read_body(t, input, lim)?;
-            each(Item {
+            st.pending = Some(Item {
                 db: st.db,
                 key,
                 value,

@@ -10,6 +10,8 @@
 //!   listpack sets and converts to Granary's encodings at the configured
 //!   thresholds, as Redis does when loading.
 //! - [`stream`]: streams (listpack nodes, consumer groups and PELs).
+//! - [`hash_ttl`]: hash-field TTLs: an AUX record after the hash in
+//!   files (Redis 7.0 skips it), Redis 7.4's own types in DUMP payloads.
 //! - [`dump`]: the DUMP payload (value, RDB version, CRC64).
 //! - [`aof`]: the append-only file's manifest and command files.
 //! - [`file`]: RDB files, written and read key by key.
@@ -20,6 +22,7 @@ pub mod aof;
 pub mod codec;
 pub mod dump;
 pub mod file;
+pub mod hash_ttl;
 pub mod intset;
 pub mod listpack;
 pub mod snapshot;
@@ -33,6 +36,9 @@ pub use value::Limits;
 /// The RDB version this crate writes: Redis 7.0's, so that every Redis from
 /// 7.0 on (and Granary) can load what it writes.
 pub const RDB_VERSION_WRITE: u16 = 10;
+/// The RDB version of a DUMP payload holding a hash with field TTLs
+/// (Redis 7.4's, which has the types for it).
+pub const RDB_VERSION_HASH_TTLS: u16 = 12;
 /// The newest RDB version accepted on load (Redis 7.4's). Payloads of a
 /// newer version are refused, as Redis refuses them.
 pub const RDB_VERSION_READ: u16 = 12;
@@ -58,4 +64,10 @@ pub mod types {
     pub const STREAM_LISTPACKS_2: u8 = 19;
     pub const SET_LISTPACK: u8 = 20;
     pub const STREAM_LISTPACKS_3: u8 = 21;
+    /// Redis 7.4 release candidates' hashes with field TTLs.
+    pub const HASH_METADATA_PRE_GA: u8 = 22;
+    pub const HASH_LISTPACK_EX_PRE_GA: u8 = 23;
+    /// Redis 7.4's hashes with field TTLs (RDB 12).
+    pub const HASH_METADATA: u8 = 24;
+    pub const HASH_LISTPACK_EX: u8 = 25;
 }

@@ -3,6 +3,7 @@
 //! `granary_keyspace::snapshot`), and loading at start-up.
 
 use crate::file::{self, Item, ReadError, Writer};
+use crate::hash_ttl;
 use crate::value::Limits;
 use granary_keyspace::{hash_bytes, shard_of, Keyspace, SHARDS};
 use std::fs::File;
@@ -336,12 +337,15 @@ pub fn load_with(
         io::BufReader::with_capacity(1 << 20, f),
         len,
         lim,
-        |item: Item| {
+        |mut item: Item| {
             if item.db as usize >= databases {
                 bad_db.get_or_insert(item.db);
                 return;
             }
-            if item.expire_ms.is_some_and(|t| t <= now_ms) {
+            // A hash whose every field expired is an expired key too.
+            if item.expire_ms.is_some_and(|t| t <= now_ms)
+                || hash_ttl::drop_expired(&mut item.value, now_ms)
+            {
                 stats.expired += 1;
                 return;
             }

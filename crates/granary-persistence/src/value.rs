@@ -170,11 +170,12 @@ fn write_set(lz: bool, out: &mut Vec<u8>, s: &SetValue) {
 }
 
 /// A listpack hash as RDB_TYPE_HASH_LISTPACK, a hashtable as RDB_TYPE_HASH.
-/// Hash field TTLs (Redis 7.4, RDB 12) will add a third branch here:
-/// HASH_LISTPACK_EX / HASH_METADATA for hashes with field TTLs, written only
-/// then, so hashes without them stay readable by Redis 7.0.
+/// Field TTLs are not part of it: files carry them in an AUX record after
+/// the key, DUMP in Redis 7.4's types (see [`crate::hash_ttl`]).
 fn write_hash(lz: bool, out: &mut Vec<u8>, h: &HashValue) {
-    if h.is_listpack() {
+    // A listpackex is within the listpack limits: a listpack as Redis 7.0
+    // would have it.
+    if h.is_compact() {
         let mut w = listpack::Writer::new();
         for (f, v) in h.iter() {
             w.push(f);
@@ -280,6 +281,12 @@ pub fn read_body(t: u8, input: &mut Input, lim: &Limits) -> Result<Value> {
         types::HASH_LISTPACK => read_listpack_hash(input, lim)?,
         types::ZSET | types::ZSET_2 => read_plain_zset(t, input, lim)?,
         types::ZSET_LISTPACK => read_listpack_zset(input, lim)?,
+        types::HASH_METADATA | types::HASH_METADATA_PRE_GA => {
+            crate::hash_ttl::read_metadata(t, input, lim)?
+        }
+        types::HASH_LISTPACK_EX | types::HASH_LISTPACK_EX_PRE_GA => {
+            crate::hash_ttl::read_listpack_ex(t, input, lim)?
+        }
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
             crate::stream::read(t, input)?
         }

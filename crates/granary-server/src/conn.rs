@@ -383,8 +383,9 @@ async fn send_replies(
     stream: &mut TcpStream,
     out: &mut Reply,
 ) -> std::io::Result<()> {
-    granary_commands::aof::before_reply(server, client);
+    // The journal first: see aof::journal_first.
     granary_commands::cmd::writebehind::before_reply(server);
+    granary_commands::aof::before_reply(server, client);
     flush(server, stream, out).await
 }
 

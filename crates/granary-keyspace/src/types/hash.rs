@@ -442,6 +442,14 @@ impl HashValue {
         }
     }
 
+    /// Every (field, deadline) of the volatile fields, earliest first (the
+    /// order of a Redis 7.4 `listpackex`).
+    pub fn field_ttls(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        self.ttls()
+            .into_iter()
+            .flat_map(|x| x.order.iter().map(|(t, f)| (&f[..], *t)))
+    }
+
     /// Number of fields with a TTL.
     pub fn volatile_fields(&self) -> usize {
         self.ttls().map_or(0, |x| x.by_field.len())
