@@ -44,7 +44,18 @@ fn sparse_max(c: &Ctx) -> usize {
 /// The bytes of an HLL at `key`, or None if missing; a string that is not
 /// an HLL is an error, as is any other type.
 fn read_hll(c: &mut Ctx, key: &[u8]) -> Result<Option<bytes::Bytes>, CmdError> {
-    match c.store.read_str(key)? {
+    hll_at(c, key, true)
+}
+
+/// The HLL at `key`; `read` counts a keyspace hit or miss (and sends
+/// keymiss), as Redis's lookupKeyRead does and its lookupKeyWrite does not.
+fn hll_at(c: &mut Ctx, key: &[u8], read: bool) -> Result<Option<bytes::Bytes>, CmdError> {
+    let found = if read {
+        c.store.read_str(key)?
+    } else {
+        c.store.str_mut(key)?
+    };
+    match found {
         None => Ok(None),
         Some(StrValue::Int(_)) => Err(NOT_HLL.into()),
         Some(v) => {
@@ -177,7 +188,8 @@ fn pfmerge(c: &mut Ctx) -> CmdResult {
 fn pfdebug(c: &mut Ctx) -> CmdResult {
     let sub = c.args[1].clone();
     let key = c.args[2].clone();
-    if read_hll(c, &key)?.is_none() {
+    // Redis's PFDEBUG looks the key up for writing: no hit/miss counted.
+    if hll_at(c, &key, false)?.is_none() {
         return Err("ERR The specified key does not exist".into());
     }
     let name = lossy(&sub).to_ascii_lowercase();
@@ -188,7 +200,7 @@ fn pfdebug(c: &mut Ctx) -> CmdResult {
                 hll::to_dense(buf)?;
                 Ok(((), was_sparse))
             })?;
-            let b = read_hll(c, &key)?.unwrap_or_default();
+            let b = hll_at(c, &key, false)?.unwrap_or_default();
             let regs = hll::registers(&b)?;
             c.out.array(regs.len());
             for r in regs {
@@ -196,7 +208,7 @@ fn pfdebug(c: &mut Ctx) -> CmdResult {
             }
         }
         "decode" => {
-            let b = read_hll(c, &key)?.unwrap_or_default();
+            let b = hll_at(c, &key, false)?.unwrap_or_default();
             if !hll::is_sparse(&b) {
                 return Err("ERR HLL encoding is not sparse".into());
             }
@@ -204,7 +216,7 @@ fn pfdebug(c: &mut Ctx) -> CmdResult {
             c.out.bulk(text.as_bytes());
         }
         "encoding" => {
-            let b = read_hll(c, &key)?.unwrap_or_default();
+            let b = hll_at(c, &key, false)?.unwrap_or_default();
             c.out.simple(if hll::is_sparse(&b) {
                 "sparse"
             } else {

@@ -549,10 +549,20 @@ fn randomkey(c: &mut Ctx) -> CmdResult {
 
 // ------------------------------------------------------------------ OBJECT
 
-/// The entry an OBJECT subcommand inspects, without touching its access time.
+/// The entry an OBJECT subcommand inspects, without touching its access
+/// time. Redis counts the lookup as a keyspace hit or miss but sends no
+/// keymiss event (LOOKUP_NOTOUCH|LOOKUP_NONOTIFY).
 fn object_entry<'c>(c: &'c mut Ctx) -> Option<&'c mut Entry> {
     c.store.no_touch = true;
-    c.store.read(&c.args[2])
+    let stats = &c.server.stats;
+    let e = c.store.entry(&c.args[2]);
+    let stat = if e.is_some() {
+        &stats.keyspace_hits
+    } else {
+        &stats.keyspace_misses
+    };
+    stat.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    e
 }
 
 fn object_encoding(c: &mut Ctx) -> CmdResult {

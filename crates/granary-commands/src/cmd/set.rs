@@ -332,7 +332,12 @@ fn spop_count(c: &mut Ctx) -> CmdResult {
     let mut rng = rand::thread_rng();
     if count >= size {
         // Redis answers with SUNION of the key: the members re-added to a
-        // fresh set, whose order that rebuild decides.
+        // fresh set, whose order that rebuild decides. That SUNION's read
+        // lookup counts a keyspace hit.
+        c.server
+            .stats
+            .keyspace_hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut all = SetValue::new_intset();
         for e in s.iter() {
             all.add_elem(e, &lim);

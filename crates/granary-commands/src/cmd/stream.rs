@@ -679,7 +679,9 @@ fn parse_read_ids(c: &mut Ctx, r: &ReadArgs) -> Result<Vec<From>, CmdError> {
     for k in 0..r.nkeys {
         let key = &args[r.keys_at + k];
         let arg = &args[r.keys_at + r.nkeys + k][..];
-        let s = stream_at(&mut c.store, key, false)?;
+        // A read lookup, as Redis's: a missing key is a keyspace miss (and
+        // XREAD misses it again when serving, two keymiss events).
+        let s = stream_at(&mut c.store, key, true)?;
         if let Some((g, _)) = &r.group {
             if s.as_ref().is_none_or(|s| !s.groups.contains_key(&g[..])) {
                 return Err(nogroup_read(key, g));
@@ -809,7 +811,9 @@ fn serve_streams(c: &mut Ctx, r: &ReadArgs, ids: &[From]) -> CmdResult {
         let key = &args[r.keys_at + k];
         // IDs were checked against the keys' types; a blocked XREAD re-run
         // skips a key that became another type, as Redis keeps it waiting.
-        let Ok(Some(s)) = stream_at(&mut c.store, key, true) else {
+        // Not counted as a keyspace hit: any_ready did (Redis looks each
+        // key up twice, once parsing the IDs and once serving).
+        let Ok(Some(s)) = stream_at(&mut c.store, key, false) else {
             continue;
         };
         if !is_ready(s, r, *from) {

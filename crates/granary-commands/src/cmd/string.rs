@@ -677,10 +677,20 @@ fn lcs_walk(a: &[u8], b: &[u8], t: &[u32]) -> (Vec<u8>, Vec<Match>) {
 
 fn lcs(c: &mut Ctx) -> CmdResult {
     const TYPE: &str = "ERR The specified keys must contain string values";
-    let a = c.store.read_str(&c.args[1]).map_err(|_| TYPE)?;
-    let a = a.map_or_else(Bytes::new, |v| v.to_bytes());
-    let b = c.store.read_str(&c.args[2]).map_err(|_| TYPE)?;
-    let b = b.map_or_else(Bytes::new, |v| v.to_bytes());
+    // Redis looks both keys up (a keyspace hit or miss each) before it
+    // checks their types.
+    let a = c
+        .store
+        .read_str(&c.args[1])
+        .map(|v| v.map(|v| v.to_bytes()));
+    let b = c
+        .store
+        .read_str(&c.args[2])
+        .map(|v| v.map(|v| v.to_bytes()));
+    let (Ok(a), Ok(b)) = (a, b) else {
+        return Err(TYPE.into());
+    };
+    let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
     let (mut want_len, mut want_idx, mut with_len) = (false, false, false);
     let mut min_len = 0i64;
     let mut i = 3;

@@ -173,6 +173,27 @@ pub(crate) fn store_result(
     for (m, s) in items {
         z.insert(m, *s, lim);
     }
+    store_zset(store, dst, z, event);
+}
+
+/// Stores ZRANGESTORE's `items` (in the order the range emits them) at
+/// `dst` as Redis fills it: created for `hint` members (the rank range's
+/// length; 0 for score and lex ranges), converted at the first member that
+/// does not fit. Members added while it was a listpack lost a negative
+/// zero's sign there, as in Redis.
+fn store_range(store: &mut Store, dst: &[u8], items: &[(Vec<u8>, f64)], hint: usize, lim: Limits) {
+    if items.is_empty() {
+        return store_result(store, dst, items, lim, "zrangestore");
+    }
+    let mut z = ZSetValue::with_hint(hint, 0, lim);
+    for (m, s) in items {
+        z.insert(m, *s, lim);
+    }
+    store_zset(store, dst, z, "zrangestore");
+}
+
+/// Stores the non-empty `z` at `dst`, replacing whatever was there.
+fn store_zset(store: &mut Store, dst: &[u8], z: ZSetValue, event: &str) {
     let len = z.len();
     store.set(dst, Value::ZSet(Box::new(z)), None);
     blocking::signal(store.db, dst, len);
@@ -863,7 +884,12 @@ fn zrange_generic(
             }
         };
         let lim = limits(c);
-        store_result(&mut c.store, &args[1], &items, lim, "zrangestore");
+        let hint = if rtype == RangeType::Rank {
+            items.len()
+        } else {
+            0
+        };
+        store_range(&mut c.store, &args[1], &items, hint, lim);
         c.out.int(items.len() as i64);
         return Ok(());
     }
@@ -1461,7 +1487,10 @@ fn compute(mut srcs: Vec<Source>, op: Op, agg: Aggregate) -> Vec<(Vec<u8>, f64)>
                     let Some(v) = map.get(m.as_slice()) else {
                         continue 'members;
                     };
-                    aggregate(&mut score, weighted(srcs[k + 1].weight, *v), agg);
+                    // Only the first weighted score has NaN made 0, as
+                    // in Redis: a later NaN (0 * inf) makes the SUM NaN,
+                    // hence 0, and leaves MIN and MAX unchanged.
+                    aggregate(&mut score, srcs[k + 1].weight * *v, agg);
                 }
                 out.push((m.clone(), score));
             }

@@ -5,6 +5,7 @@ use super::{
     parse_bound, parse_loose_id, parse_strict_id, reply_entry, reply_id, stream_at, touched, G,
 };
 use crate::ctx::{err, CmdError, CmdResult, Ctx, Store};
+use crate::notify::{class, notify};
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64, parse_i64_opt};
 use granary_keyspace::types::stream::{Group, Stream, StreamId};
@@ -509,6 +510,7 @@ fn reply_claimed(out: &mut Reply, s: &Stream, id: StreamId, justid: bool) {
 pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
     let args = c.args;
     let now = c.store.now;
+    let db = c.store.db;
     let Some(s) = stream_at(&mut c.store, &args[1], true)? else {
         return Err(nogroup(&args[1], &args[2]));
     };
@@ -523,7 +525,9 @@ pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
         .map_while(|a| parse_strict_id(a).ok())
         .collect();
     let o = parse_claim_opts(c, 5 + ids.len(), now as i64)?;
-    let Some(s) = stream_at(&mut c.store, &args[1], true)? else {
+    // Found above (one keyspace hit, as Redis counts): fetch it again
+    // without counting.
+    let Some(s) = stream_at(&mut c.store, &args[1], false)? else {
         return Ok(());
     };
     let Some(mut g) = s.groups.remove(&args[2][..]) else {
@@ -534,7 +538,15 @@ pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
     }
     let name = &args[3][..];
     // Since Redis 7.2 the consumer exists afterwards even if it got nothing.
-    g.create_consumer(name, now);
+    if g.create_consumer(name, now) {
+        notify(
+            c.server,
+            class::STREAM,
+            "xgroup-createconsumer",
+            &args[1],
+            db,
+        );
+    }
     if let Some(cons) = g.consumers.get_mut(name) {
         cons.seen_time = now;
     }
@@ -576,7 +588,6 @@ pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
     for id in claimed {
         reply_claimed(c.out, s, id, o.justid);
     }
-    let db = c.store.db;
     c.store.modified(db, &args[1]);
     Ok(())
 }
@@ -586,6 +597,7 @@ pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
 pub(super) fn xautoclaim(c: &mut Ctx) -> CmdResult {
     let args = c.args;
     let now = c.store.now;
+    let db = c.store.db;
     let min_idle = parse_i64_opt(&args[4])
         .ok_or("ERR Invalid min-idle-time argument for XAUTOCLAIM")?
         .max(0);
@@ -616,7 +628,15 @@ pub(super) fn xautoclaim(c: &mut Ctx) -> CmdResult {
         return Err(nogroup(&args[1], &args[2]));
     };
     let name = &args[3][..];
-    g.create_consumer(name, now);
+    if g.create_consumer(name, now) {
+        notify(
+            c.server,
+            class::STREAM,
+            "xgroup-createconsumer",
+            &args[1],
+            db,
+        );
+    }
     if let Some(cons) = g.consumers.get_mut(name) {
         cons.seen_time = now;
     }
@@ -666,7 +686,6 @@ pub(super) fn xautoclaim(c: &mut Ctx) -> CmdResult {
     for id in deleted {
         reply_id(c.out, id);
     }
-    let db = c.store.db;
     c.store.modified(db, &args[1]);
     Ok(())
 }

@@ -103,7 +103,9 @@ fn xinfo_stream(c: &mut Ctx) -> CmdResult {
         }
         _ => return Err(err::SYNTAX.into()),
     };
-    let s = info_stream(&mut c.store, &c.args[2])?;
+    // Redis looks the key up once (one keyspace hit): fetch it again
+    // without counting.
+    let s = stream_at(&mut c.store, &args[2], false)?.ok_or(err::NO_SUCH_KEY)?;
     let out = &mut *c.out;
     out.map(if full { 9 } else { 10 });
     out.bulk(b"length");
