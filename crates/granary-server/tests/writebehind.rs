@@ -849,6 +849,44 @@ fn postgres_kill9_during_flushes_loses_and_duplicates_nothing() {
     kill9_during_flushes(&mut pg, &url);
 }
 
+/// CPU ticks (user + system) the server's thread named `name` has used.
+fn thread_ticks(pid: u32, name: &str) -> u64 {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+        let (comm, rest) = stat.split_once(") ").unwrap();
+        if comm.split_once(" (").unwrap().1 == name {
+            // Fields after ") " start at 3: utime is 14, stime 15.
+            let f: Vec<&str> = rest.split(' ').collect();
+            return f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        }
+    }
+    panic!("no thread named {name}");
+}
+
+/// A paused flusher sleeps: it once spun around its past due time,
+/// taking a core from the commands.
+#[test]
+fn paused_flusher_does_not_spin() {
+    let dir = tmpdir("paused");
+    let s = granary(
+        &format!("sqlite:{}", dir.join("wb.db").display()),
+        "50",
+        &[],
+    );
+    let mut c = s.conn();
+    flush(&mut c);
+    let _: String = redis::cmd("WRITEBEHIND").arg("PAUSE").query(&mut c).unwrap();
+    let before = thread_ticks(s.pid(), "writebehind");
+    // Measuring CPU use over an interval: the wait is the measurement.
+    std::thread::sleep(Duration::from_secs(1));
+    let used = thread_ticks(s.pid(), "writebehind") - before;
+    assert!(used < 20, "the paused flusher used {used} ticks in 1 s");
+    // And it still flushes on demand, then resumes.
+    let _: () = c.set("name:1", "x").unwrap();
+    flush(&mut c);
+    let _: String = redis::cmd("WRITEBEHIND").arg("RESUME").query(&mut c).unwrap();
+}
+
 /// The flusher runs at nice 10, so under full load commands go first and
 /// the backlog grows instead (read from /proc: the thread is named).
 #[test]

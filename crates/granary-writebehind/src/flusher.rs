@@ -75,7 +75,13 @@ impl Flusher {
             return;
         }
         if !forced {
-            if wb.paused.load(Relaxed) || self.retry_at.is_some_and(|t| now < t) {
+            if wb.paused.load(Relaxed) {
+                // Sleep until a FLUSH or RESUME wakes us, not in a loop
+                // around a due time that has passed.
+                self.next_due = now + interval;
+                return;
+            }
+            if self.retry_at.is_some_and(|t| now < t) {
                 return;
             }
             let rules_changed = wb.rules_version.load(Relaxed) != self.prepared;
