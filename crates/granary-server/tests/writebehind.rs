@@ -849,18 +849,27 @@ fn postgres_kill9_during_flushes_loses_and_duplicates_nothing() {
     kill9_during_flushes(&mut pg, &url);
 }
 
-/// CPU ticks (user + system) the server's thread named `name` has used.
+/// The server's threads: (name, the fields of /proc/<pid>/task/<tid>/stat
+/// after the name, so field 3 of proc(5) is index 0).
+fn threads(pid: u32) -> Vec<(String, Vec<String>)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+            let (head, rest) = stat.split_once(") ").unwrap();
+            let name = head.split_once(" (").unwrap().1.to_string();
+            (name, rest.split(' ').map(String::from).collect())
+        })
+        .collect()
+}
+
+/// CPU ticks (utime + stime, fields 14 and 15) used by the thread `name`.
 fn thread_ticks(pid: u32, name: &str) -> u64 {
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
-        let (comm, rest) = stat.split_once(") ").unwrap();
-        if comm.split_once(" (").unwrap().1 == name {
-            // Fields after ") " start at 3: utime is 14, stime 15.
-            let f: Vec<&str> = rest.split(' ').collect();
-            return f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        }
-    }
-    panic!("no thread named {name}");
+    let (_, f) = threads(pid)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no thread named {name}"));
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 /// A paused flusher sleeps: it once spun around its past due time,
@@ -875,7 +884,10 @@ fn paused_flusher_does_not_spin() {
     );
     let mut c = s.conn();
     flush(&mut c);
-    let _: String = redis::cmd("WRITEBEHIND").arg("PAUSE").query(&mut c).unwrap();
+    let _: String = redis::cmd("WRITEBEHIND")
+        .arg("PAUSE")
+        .query(&mut c)
+        .unwrap();
     let before = thread_ticks(s.pid(), "writebehind");
     // Measuring CPU use over an interval: the wait is the measurement.
     std::thread::sleep(Duration::from_secs(1));
@@ -884,7 +896,10 @@ fn paused_flusher_does_not_spin() {
     // And it still flushes on demand, then resumes.
     let _: () = c.set("name:1", "x").unwrap();
     flush(&mut c);
-    let _: String = redis::cmd("WRITEBEHIND").arg("RESUME").query(&mut c).unwrap();
+    let _: String = redis::cmd("WRITEBEHIND")
+        .arg("RESUME")
+        .query(&mut c)
+        .unwrap();
 }
 
 /// The flusher runs at nice 10, so under full load commands go first and
@@ -899,16 +914,11 @@ fn flusher_thread_yields_to_commands() {
     );
     let mut c = s.conn();
     flush(&mut c); // the flusher is up
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", s.pid())).unwrap();
-    let mut nices = BTreeMap::new();
-    for t in tasks {
-        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
-        // pid (comm) state ppid ...: fields after the ")" are 3.., nice is 19.
-        let (comm, rest) = stat.split_once(") ").unwrap();
-        let comm = comm.split_once(" (").unwrap().1.to_string();
-        let nice: i64 = rest.split(' ').nth(16).unwrap().parse().unwrap();
-        nices.insert(comm, nice);
-    }
+                   // Field 19 of proc(5) is the nice value.
+    let nices: BTreeMap<String, i64> = threads(s.pid())
+        .into_iter()
+        .map(|(name, f)| (name, f[16].parse().unwrap()))
+        .collect();
     assert_eq!(nices.get("writebehind"), Some(&10), "{nices:?}");
     assert_eq!(nices.get("tokio-rt-worker"), Some(&0), "{nices:?}");
 }

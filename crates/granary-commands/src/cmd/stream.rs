@@ -771,17 +771,29 @@ fn any_ready(c: &mut Ctx, r: &ReadArgs, ids: &[From]) -> Result<bool, CmdError> 
             let Some(g) = s.groups.get_mut(&gname[..]) else {
                 return Err(nogroup_read(key, gname));
             };
-            let created = g.create_consumer(cname, now);
+            consumer_up_front(c.server, g, cname, now, key, db);
             if let Some(cons) = g.consumers.get_mut(&cname[..]) {
                 cons.seen_time = now;
-            }
-            if created {
-                notify(c.server, class::STREAM, "xgroup-createconsumer", key, db);
             }
         }
         any |= is_ready(s, r, *from);
     }
     Ok(any)
+}
+
+/// Since Redis 7.2, XREADGROUP, XCLAIM and XAUTOCLAIM create their
+/// consumer up front, even when they deliver nothing, and notify it.
+fn consumer_up_front(
+    server: &crate::server::Server,
+    g: &mut granary_keyspace::types::stream::Group,
+    name: &[u8],
+    now: u64,
+    key: &[u8],
+    db: usize,
+) {
+    if g.create_consumer(name, now) {
+        notify(server, class::STREAM, "xgroup-createconsumer", key, db);
+    }
 }
 
 /// Whether reading `from` in `s` gets something now.

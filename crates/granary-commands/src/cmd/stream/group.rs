@@ -5,7 +5,6 @@ use super::{
     parse_bound, parse_loose_id, parse_strict_id, reply_entry, reply_id, stream_at, touched, G,
 };
 use crate::ctx::{err, CmdError, CmdResult, Ctx, Store};
-use crate::notify::{class, notify};
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::{is, parse_i64, parse_i64_opt};
 use granary_keyspace::types::stream::{Group, Stream, StreamId};
@@ -537,16 +536,7 @@ pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
         g.last_id = o.last_id;
     }
     let name = &args[3][..];
-    // Since Redis 7.2 the consumer exists afterwards even if it got nothing.
-    if g.create_consumer(name, now) {
-        notify(
-            c.server,
-            class::STREAM,
-            "xgroup-createconsumer",
-            &args[1],
-            db,
-        );
-    }
+    super::consumer_up_front(c.server, &mut g, name, now, &args[1], db);
     if let Some(cons) = g.consumers.get_mut(name) {
         cons.seen_time = now;
     }
@@ -628,15 +618,7 @@ pub(super) fn xautoclaim(c: &mut Ctx) -> CmdResult {
         return Err(nogroup(&args[1], &args[2]));
     };
     let name = &args[3][..];
-    if g.create_consumer(name, now) {
-        notify(
-            c.server,
-            class::STREAM,
-            "xgroup-createconsumer",
-            &args[1],
-            db,
-        );
-    }
+    super::consumer_up_front(c.server, &mut g, name, now, &args[1], db);
     if let Some(cons) = g.consumers.get_mut(name) {
         cons.seen_time = now;
     }
