@@ -192,7 +192,9 @@ fn save_db(
             progress.keys_done.fetch_add(n, Relaxed);
             between();
             emit(&mut buf, out);
-            emit(&mut ks.snapshot().drain_side(db), out);
+            for mut chunk in ks.snapshot().drain_side(db) {
+                emit(&mut chunk, out);
+            }
             if cursor == 0 {
                 break;
             }
@@ -214,8 +216,9 @@ fn save_db(
         }
         emit(&mut buf, out);
     }
-    let mut side = ks.snapshot().drain_side(db);
-    emit(&mut side, out);
+    for mut chunk in ks.snapshot().drain_side(db) {
+        emit(&mut chunk, out);
+    }
     keys
 }
 
