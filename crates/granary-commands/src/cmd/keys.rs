@@ -694,15 +694,7 @@ fn object_help(c: &mut Ctx) -> CmdResult {
 /// and the HELP entry.
 fn reply_help(c: &mut Ctx, lines: &[&str]) {
     let name = String::from_utf8_lossy(&c.args[0]).to_uppercase();
-    c.out.array(lines.len() + 3);
-    c.out.simple(&format!(
-        "{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
-    ));
-    for l in lines {
-        c.out.simple(l);
-    }
-    c.out.simple("HELP");
-    c.out.simple("    Print this help.");
+    crate::cmd::server::reply_help(c.out, &name, lines);
 }
 
 // ------------------------------------------------ whole-database commands

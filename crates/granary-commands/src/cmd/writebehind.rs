@@ -312,7 +312,6 @@ fn rule(c: &mut Ctx) -> CmdResult {
 
 fn help(c: &mut Ctx) -> CmdResult {
     const LINES: &[&str] = &[
-        "WRITEBEHIND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "STATUS",
         "    Return pending rows, rows flushed, failed batches and the last error.",
         "FLUSH",
@@ -327,13 +326,8 @@ fn help(c: &mut Ctx) -> CmdResult {
         "    Add a rule (see docs/writebehind.md).",
         "RULE DEL <name>",
         "    Remove a rule.",
-        "HELP",
-        "    Print this help.",
     ];
-    c.out.array(LINES.len());
-    for l in LINES {
-        c.out.simple(l);
-    }
+    crate::cmd::server::reply_help(c.out, "WRITEBEHIND", LINES);
     Ok(())
 }
 

@@ -194,7 +194,6 @@ fn xgroup_delconsumer(c: &mut Ctx) -> CmdResult {
 
 fn xgroup_help(c: &mut Ctx) -> CmdResult {
     const LINES: &[&str] = &[
-        "XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "CREATE <key> <groupname> <id|$> [option]",
         "    Create a new consumer group. Options are:",
         "    * MKSTREAM",
@@ -209,13 +208,8 @@ fn xgroup_help(c: &mut Ctx) -> CmdResult {
         "    Remove the specified group.",
         "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
         "    Set the current group ID and entries_read counter.",
-        "HELP",
-        "    Print this help.",
     ];
-    c.out.array(LINES.len());
-    for l in LINES {
-        c.out.simple(l);
-    }
+    crate::cmd::server::reply_help(c.out, "XGROUP", LINES);
     Ok(())
 }
 

@@ -193,19 +193,13 @@ fn full_group(out: &mut Reply, s: &Stream, name: &[u8], g: &Group, count: usize)
 
 fn xinfo_help(c: &mut Ctx) -> CmdResult {
     const LINES: &[&str] = &[
-        "XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "CONSUMERS <key> <groupname>",
         "    Show consumers of <groupname>.",
         "GROUPS <key>",
         "    Show the stream consumer groups.",
         "STREAM <key> [FULL [COUNT <count>]",
         "    Show information about the stream.",
-        "HELP",
-        "    Print this help.",
     ];
-    c.out.array(LINES.len());
-    for l in LINES {
-        c.out.simple(l);
-    }
+    crate::cmd::server::reply_help(c.out, "XINFO", LINES);
     Ok(())
 }
