@@ -2,7 +2,7 @@
 //! tables in batches, off the command path (docs/writebehind.md).
 //!
 //! Commands report every changed key to [`WriteBehind::on_write`] (and
-//! pushed list elements to [`WriteBehind::on_push`]); matching keys are
+//! pushed list elements to [`WriteBehind::on_append`]); matching keys are
 //! marked pending, coalesced. The flusher thread ([`flusher`]) takes the
 //! pending set every `writebehind-interval` ms or when
 //! `writebehind-batch-size` rows wait, reads each key's current state,
@@ -338,7 +338,7 @@ impl WriteBehind {
     }
 
     fn mark(&self, db: usize, key: &[u8]) {
-        // List keys matter only through their pushed elements (on_push).
+        // List keys matter only through their pushed elements (on_append).
         if !self.rules.read().mirrors(db, key) {
             return;
         }
@@ -349,12 +349,13 @@ impl WriteBehind {
         }
     }
 
-    /// Elements were pushed to the list at `key`: each becomes a row.
-    pub fn on_push(&self, db: usize, key: &[u8], values: &[&[u8]]) {
+    /// Elements were added to the append-only collection of type `ty` at
+    /// `key` (list elements pushed): each becomes a row.
+    pub fn on_append(&self, db: usize, key: &[u8], ty: KeyType, values: &[&[u8]]) {
         if !self.enabled() {
             return;
         }
-        let rule: Option<Arc<Rule>> = self.rules.read().find(db, key, KeyType::List).cloned();
+        let rule: Option<Arc<Rule>> = self.rules.read().find(db, key, ty).cloned();
         let Some(rule) = rule else {
             return;
         };

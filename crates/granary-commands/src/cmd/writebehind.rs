@@ -337,6 +337,8 @@ fn help(c: &mut Ctx) -> CmdResult {
 pub fn pushed(server: &Server, db: usize, key: &[u8], values: &[Bytes]) {
     if server.writebehind.enabled() {
         let v: Vec<&[u8]> = values.iter().map(|b| &b[..]).collect();
-        server.writebehind.on_push(db, key, &v);
+        server
+            .writebehind
+            .on_append(db, key, granary_writebehind::rules::KeyType::List, &v);
     }
 }
