@@ -10,6 +10,8 @@ own pauses show against the load's queueing.
 
     scripts/bgsave_pauses.py [KEYS ...]   (default 1000000 10000000)
 
+KINDS=granary (or redis) measures one server only.
+
 Needs redis-py, redis-server, redis-benchmark, taskset and a release build
 (target/release/granary or $GRANARY_BIN).
 """
@@ -66,6 +68,6 @@ def run(kind, keys):
     shutil.rmtree(d, ignore_errors=True)
     return out
 for keys in KEYS:
-    for kind in ("granary", "redis"):
+    for kind in os.environ.get("KINDS", "granary,redis").split(","):
         res = run(kind, keys)
         print(keys, kind, "; ".join("%s max %.1f p99 %.1f" % (n, m, p) for n, (m, p) in res), flush=True)

@@ -19,15 +19,19 @@
 //!   fsyncs every second for everysec. Writers share one write and one
 //!   fsync (group commit).
 //! - **Rewrite** (BGREWRITEAOF, and turning AOF on): the saver thread
-//!   takes a point-in-time snapshot as the new base (an RDB preamble, as
-//!   aof-use-rdb-preamble), switching to a new increment at the snapshot's
-//!   instant; the manifest then names the new base and increment and the
-//!   old files are deleted. Writes never wait for it.
+//!   takes a point-in-time snapshot as the new base, switching to a new
+//!   increment at the snapshot's instant; the manifest then names the new
+//!   base and increment and the old files are deleted. Writes never wait
+//!   for it. The base is an RDB file (`.base.rdb`) with
+//!   aof-use-rdb-preamble yes, else the commands that rebuild the data
+//!   (`.base.aof`, Redis's rewriteAppendOnlyFileRio), replayed on load as
+//!   the increments are.
 
 use crate::client::Client;
 use crate::ctx::Ctx;
 use crate::server::Server;
 use granary_persistence::aof::{encode_command, BadFormat, Entry, Kind, Manifest, Replayed};
+use granary_persistence::snapshot::Format;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -353,7 +357,20 @@ fn rewrite_inner(s: &Server) -> Result<(), String> {
         .max()
         .unwrap_or(0)
         + 1;
-    let base_name = format!("{name}.{seq}.base.rdb");
+    // aof-use-rdb-preamble no: the base is the commands that rebuild
+    // the data (`.base.aof`), as Redis writes it.
+    let format = if s.config.get_bool("aof-use-rdb-preamble") {
+        Format::Rdb {
+            checksum: crate::rdb::checksum(s),
+            access: crate::evict::access_of(s, granary_keyspace::now_ms()),
+        }
+    } else {
+        Format::Commands
+    };
+    let base_name = match &format {
+        Format::Commands => format!("{name}.{seq}.base.aof"),
+        Format::Rdb { .. } => format!("{name}.{seq}.base.rdb"),
+    };
     let incr_name = format!("{name}.{seq}.incr.aof");
     let incr = OpenOptions::new()
         .create(true)
@@ -382,6 +399,7 @@ fn rewrite_inner(s: &Server) -> Result<(), String> {
         &s.keyspace,
         &d.join(&base_name),
         crate::rdb::limits(s),
+        format,
         granary_keyspace::now_ms() / 1000,
         &s.rdb.progress,
         || {

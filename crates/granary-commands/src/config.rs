@@ -123,7 +123,7 @@ pub static PARAMS: &[Param] = &[
     fixed("appenddirname", "appendonlydir", Kind::Str),
     p("dbfilename", "dump.rdb", Kind::Str),
     p("rdbcompression", "yes", YESNO),
-    p("rdbchecksum", "yes", YESNO),
+    fixed("rdbchecksum", "yes", YESNO),
     p("stop-writes-on-bgsave-error", "yes", YESNO),
     p("aof-use-rdb-preamble", "yes", YESNO),
     p("aof-load-truncated", "yes", YESNO),
@@ -399,6 +399,11 @@ pub struct Hot {
     pub notify_keyspace_events: std::sync::atomic::AtomicU32,
     /// appendfsync is always: replies wait for an fsync (AOF, journal).
     pub fsync_always: AtomicBool,
+    /// maxmemory-policy is an LFU one: access clocks are LFU counters
+    /// (see `evict::lfu`), kept with lfu-log-factor and lfu-decay-time.
+    pub lfu: AtomicBool,
+    pub lfu_log_factor: AtomicI64,
+    pub lfu_decay_time: AtomicI64,
 }
 
 pub struct Config {
@@ -511,6 +516,9 @@ impl Config {
             "zset-max-listpack-value" => h.zset_max_listpack_value.store(int(), Relaxed),
             "list-max-listpack-size" => h.list_max_listpack_size.store(int(), Relaxed),
             "hll-sparse-max-bytes" => h.hll_sparse_max_bytes.store(int(), Relaxed),
+            "maxmemory-policy" => h.lfu.store(v.ends_with("lfu"), Relaxed),
+            "lfu-log-factor" => h.lfu_log_factor.store(int(), Relaxed),
+            "lfu-decay-time" => h.lfu_decay_time.store(int(), Relaxed),
             "notify-keyspace-events" => h
                 .notify_keyspace_events
                 .store(crate::notify::parse(&v).unwrap_or(0), Relaxed),

@@ -157,6 +157,10 @@ pub struct Store<'a> {
     /// The hash the dispatcher computed to lock a single-key command's
     /// shard, by the key's address and length, so it is not computed twice.
     hint: (usize, usize, u64),
+    /// The key (hash) whose access this command counted: a command that
+    /// looks a key up again, or creates or replaces it after looking it
+    /// up, counts one access, as Redis's one lookup (matters for LFU).
+    counted: Option<u64>,
 }
 
 impl<'a> Store<'a> {
@@ -181,6 +185,7 @@ impl<'a> Store<'a> {
             changes: 0,
             effect: None,
             hint: (0, 0, 0),
+            counted: None,
         }
     }
 
@@ -226,8 +231,9 @@ impl<'a> Store<'a> {
         self.db_of(dbi, h).peek(h, key, now).is_some()
     }
 
+    /// The access clock of a key created now (seconds, or an LFU counter).
     fn clock(&self) -> u16 {
-        (self.now / 1000) as u16
+        crate::evict::new_clock(self.server, self.now)
     }
 
     /// The database `dbi`'s part of the shard holding `hash`.
@@ -239,8 +245,10 @@ impl<'a> Store<'a> {
     pub fn entry_in(&mut self, dbi: usize, key: &[u8]) -> Option<&mut Entry> {
         let h = self.hash(key);
         let now = self.now;
-        let touch = !self.no_touch;
-        let clock = self.clock();
+        let touch = !self.no_touch && self.counted != Some(h);
+        if touch {
+            self.counted = Some(h);
+        }
         let server = self.server;
         let mut expired = 0;
         let mut fields = 0;
@@ -261,7 +269,7 @@ impl<'a> Store<'a> {
         }
         let e = e?;
         if touch {
-            e.set_access_clock(clock);
+            e.set_access_clock(crate::evict::touched_clock(server, e.access_clock(), now));
         }
         Some(e)
     }
@@ -353,7 +361,19 @@ impl<'a> Store<'a> {
             Value::Stream(_) => usize::MAX,
             _ => 0,
         };
+        let lfu = self.server.config.hot.lfu.load(Relaxed);
+        let now = self.now;
+        // Under LFU a key overwritten keeps its counter (Redis's dbSetValue),
+        // with this access counted (setKey's lookupKeyWrite).
+        let counted = self.counted == Some(h);
+        self.counted = Some(h);
+        let server = self.server;
         let db = self.db_of(dbi, h);
+        let clock = match lfu.then(|| db.peek(h, key, now)).flatten() {
+            Some(old) if counted => old.access_clock(),
+            Some(old) => crate::evict::touched_clock(server, old.access_clock(), now),
+            None => clock,
+        };
         let old = db.insert(h, key, value, expire, clock);
         if old.is_none() {
             notify(self.server, class::NEW, "new", key, dbi);
@@ -421,7 +441,16 @@ impl<'a> Store<'a> {
     #[inline]
     pub fn modified(&mut self, db: usize, key: &[u8]) {
         self.changes += 1;
-        notify_modified(self.server, db, key);
+        notify_changed(self.server, db, key);
+        let server = self.server;
+        if server.writebehind.maps(db, key) {
+            // The entry (hot: the command just wrote it) says whether the
+            // key is queued already, so a hot key costs no shared lock.
+            let h = self.hash(key);
+            if self.db_of(db, h).mark_pending(h, key) != Some(true) {
+                server.writebehind.queue(db, key);
+            }
+        }
     }
 
     /// Registers the hash at `key` for active field expiry after one of
@@ -454,16 +483,23 @@ pub fn hash_fields_expired(server: &Server, db: usize, key: &[u8], gone: bool) {
     }
 }
 
-/// `Store::modified` for callers that hold a borrow of the store.
+/// `Store::modified` for callers that hold a borrow of the store (they
+/// queue the key for write-behind without checking its pending bit).
 #[inline]
 pub fn notify_modified(server: &Server, db: usize, key: &[u8]) {
+    notify_changed(server, db, key);
+    // One relaxed load unless write-behind is on.
+    server.writebehind.on_write(db, key);
+}
+
+/// A write's hooks other than write-behind's.
+#[inline]
+fn notify_changed(server: &Server, db: usize, key: &[u8]) {
     server.dirty.fetch_add(1, Relaxed);
     // One relaxed load unless some client WATCHes a key.
     server.clients.watches.touch(db, key);
     // One relaxed load unless some client tracks keys.
     crate::tracking::invalidate_key(server, key);
-    // One relaxed load unless write-behind is on.
-    server.writebehind.on_write(db, key);
 }
 
 // keys helpers
@@ -505,6 +541,13 @@ impl Store<'_> {
         self.server.dirty.fetch_add(removed, Relaxed);
         let server = self.server;
         server.writebehind.on_emptied(db);
+        if server.writebehind.enabled() {
+            // SWAPDB moved entries between databases, their pending bits
+            // with them; the emptied database's queued keys are dropped.
+            for i in 0..granary_keyspace::SHARDS {
+                self.with_shard(i, |s| s.db(db).clear_all_pending());
+            }
+        }
         server
             .clients
             .watches

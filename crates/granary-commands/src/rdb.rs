@@ -4,7 +4,7 @@
 //! (point-in-time, fork-less) is `granary_persistence::snapshot`.
 
 use crate::server::Server;
-use granary_persistence::snapshot::{self, LoadError, LoadStats, Progress, SaveStats};
+use granary_persistence::snapshot::{self, Format, LoadError, LoadStats, Progress, SaveStats};
 use granary_persistence::Limits;
 use parking_lot::{Condvar, Mutex};
 use std::path::PathBuf;
@@ -130,6 +130,12 @@ pub fn limits(server: &Server) -> Limits {
     crate::cmd::dump::limits(server)
 }
 
+/// RDB files as rdbchecksum asks: with no, the checksum is neither
+/// computed on save (it is written as 0) nor checked on load.
+pub fn checksum(server: &Server) -> bool {
+    server.config.get_bool("rdbchecksum")
+}
+
 /// Starts the saver thread.
 pub fn start(server: &Arc<Server>) {
     let weak = Arc::downgrade(server);
@@ -184,11 +190,56 @@ fn run(server: Weak<Server>) {
 /// flush may take longer under full load, but commands are not delayed
 /// behind it, which matters most when cores are scarce.
 pub(crate) fn lower_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers; they
-    // change this thread's scheduling priority and touch no memory.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
-    if rc != 0 {
+    // Ten steps below the server's own priority (a server started under
+    // `nice` keeps the gap), as far as 19 allows.
+    // SAFETY: gettid and getpriority take and return plain integers and
+    // touch no memory.
+    let (tid, nice) = unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        (
+            tid,
+            (libc::getpriority(libc::PRIO_PROCESS, tid) + 10).min(19),
+        )
+    };
+    // SAFETY: setpriority takes plain integers and changes only this
+    // thread's priority.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
         tracing::debug!("could not lower a background thread's priority");
+    }
+    short_slices(tid, nice);
+}
+
+/// The shortest time slice the kernel grants (EEVDF's custom slice, Linux
+/// 6.12+: `sched_runtime` of a SCHED_OTHER thread, 0.1 ms at least). A low
+/// priority thread is picked less often, but once picked it runs its whole
+/// slice, 3 ms by default, while a worker sharing its core waits with
+/// replies ready. Older kernels refuse or ignore it, which changes nothing.
+fn short_slices(tid: libc::id_t, nice: i32) {
+    let slice_ns = std::env::var("GRANARY_BG_SLICE_NS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000u64);
+    if slice_ns == 0 {
+        return;
+    }
+    // SAFETY: sched_attr is plain integers, for which all-zero is valid.
+    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
+    attr.size = std::mem::size_of::<libc::sched_attr>() as u32;
+    attr.sched_policy = libc::SCHED_OTHER as u32;
+    attr.sched_nice = nice;
+    attr.sched_runtime = slice_ns;
+    // SAFETY: sched_setattr reads `attr` (valid for the call, its size
+    // given in `attr.size`) and changes this thread's scheduling only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setattr,
+            tid,
+            &attr as *const libc::sched_attr,
+            0u32,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("short time slices not available for a background thread");
     }
 }
 
@@ -206,6 +257,10 @@ fn save_now(s: &Server) -> Result<SaveStats, String> {
         &s.keyspace,
         &path,
         limits(s),
+        Format::Rdb {
+            checksum: checksum(s),
+            access: crate::evict::access_of(s, now_ms),
+        },
         now_ms / 1000,
         &r.progress,
         || crate::cmd::scripting::library_codes(s),
@@ -304,23 +359,27 @@ pub fn load_at_startup(s: &Server) -> Result<Option<LoadStats>, String> {
 /// Loads `path` into the keyspace and records the counts for INFO.
 pub fn load_file(s: &Server, path: &std::path::Path) -> Result<LoadStats, LoadError> {
     let now = granary_keyspace::now_ms();
-    let clock = (now / 1000) as u16;
     let ks = &s.keyspace;
     let mut functions = Vec::new();
-    let stats = snapshot::load_with(
+    let stats = snapshot::load_checked(
         path,
         &limits(s),
         now,
         ks.databases(),
+        checksum(s),
         &mut functions,
         |item| {
             let h = granary_keyspace::hash_bytes(&item.key);
             let mut shard = ks.lock_shard(granary_keyspace::shard_of(h));
+            let clock = crate::evict::loaded_clock(s, item.access, now);
             shard
                 .db(item.db as usize)
                 .insert(h, &item.key, item.value, item.expire_ms, clock);
         },
     )?;
+    if stats.checksum_disabled {
+        tracing::info!("RDB file was saved with checksum disabled: no check performed.");
+    }
     crate::cmd::scripting::load_libraries(s, &functions);
     s.rdb.loaded_keys.store(stats.keys, Relaxed);
     s.rdb.loaded_expired.store(stats.expired, Relaxed);

@@ -23,7 +23,7 @@ struct ExpiryIndex {
 pub struct Db {
     dict: Dict<Entry>,
     expiry: ExpiryIndex,
-    /// Exact expire times too late for the 48-bit field (rare).
+    /// Exact expire times too late for the 46-bit field (rare).
     far: HashMap<Box<[u8]>, u64>,
     /// Hashes with field TTLs, by earliest field deadline, for active
     /// field expiry. An entry is live while the hash's registered deadline
@@ -246,6 +246,59 @@ impl Db {
             }
         }
         Some(e)
+    }
+
+    /// Write-behind: marks the entry at `key` pending. Some(true) if it
+    /// already was (the write needs nothing more), Some(false) if it is
+    /// now, None if there is no entry (a deletion: always queued). The
+    /// caller queues the key whenever this is not Some(true).
+    #[inline]
+    pub fn mark_pending(&mut self, hash: u64, key: &[u8]) -> Option<bool> {
+        let e = self.dict.get_mut(hash, key)?;
+        let was = e.pending();
+        e.set_pending(true);
+        Some(was)
+    }
+
+    /// Write-behind: whether the entry at `key` is marked pending.
+    pub fn is_pending(&self, hash: u64, key: &[u8]) -> bool {
+        self.dict.get(hash, key).is_some_and(Entry::pending)
+    }
+
+    /// Write-behind's flusher has read `key`: the next write queues it
+    /// again.
+    pub fn clear_pending(&mut self, hash: u64, key: &[u8]) {
+        if let Some(e) = self.dict.get_mut(hash, key) {
+            e.set_pending(false);
+        }
+    }
+
+    /// Write-behind RESYNC: one SCAN step (`Dict::scan_mut`'s cursor) over
+    /// the entries. Each not marked pending is offered to `queue`, which
+    /// returns whether it queued the key; those are marked. Returns the
+    /// next cursor (0: done).
+    pub fn mark_pending_step(
+        &mut self,
+        cursor: u64,
+        mut queue: impl FnMut(&[u8], &Value) -> bool,
+    ) -> u64 {
+        self.dict.scan_mut(cursor, |e| {
+            if !e.pending() && queue(e.key(), &e.value) {
+                e.set_pending(true);
+            }
+        })
+    }
+
+    /// Clears every pending mark (SWAPDB moved entries between databases:
+    /// a mark says a key is queued under this database's number).
+    pub fn clear_all_pending(&mut self) {
+        let mut cursor = 0;
+        loop {
+            cursor = self.dict.scan_mut(cursor, |e| e.set_pending(false));
+            if cursor == 0 {
+                break;
+            }
+        }
     }
 
     fn resolve_expire(&self, key: &[u8], field: u64) -> u64 {

@@ -57,10 +57,12 @@ impl Value {
     }
 }
 
-/// Expiry times are stored in 47 bits of milliseconds (until year 6429);
+/// Expiry times are stored in 46 bits of milliseconds (until year 4199);
 /// this value means "later than that", with the exact time kept aside.
-pub(crate) const FAR_EXPIRE: u64 = (1 << 47) - 1;
-const EXPIRE_MASK: u64 = (1 << 47) - 1;
+pub(crate) const FAR_EXPIRE: u64 = (1 << 46) - 1;
+const EXPIRE_MASK: u64 = (1 << 46) - 1;
+/// Bit 46: write-behind has this key pending (see `Db::mark_pending`).
+const PENDING: u64 = 1 << 46;
 /// Bit 47: the snapshot mark (see `snapshot.rs`).
 const MARK: u64 = 1 << 47;
 const CLOCK_SHIFT: u32 = 48;
@@ -69,8 +71,9 @@ const CLOCK_SHIFT: u32 = 48;
 pub struct Entry {
     key: Key,
     pub value: Value,
-    /// Bits 0..47: expire time in ms (0 = none, FAR_EXPIRE = see side table);
-    /// bit 47: snapshot mark; bits 48..64: access clock for OBJECT
+    /// Bits 0..46: expire time in ms (0 = none, FAR_EXPIRE = see side table);
+    /// bit 46: write-behind pending; bit 47: snapshot mark; bits 48..64:
+    /// access clock for OBJECT
     /// IDLETIME/FREQ and eviction.
     meta: u64,
 }
@@ -96,7 +99,7 @@ impl Entry {
         self.key.as_bytes()
     }
 
-    /// Raw 48-bit expire field (0 = no TTL).
+    /// Raw 46-bit expire field (0 = no TTL).
     #[inline]
     pub(crate) fn expire_field(&self) -> u64 {
         self.meta & EXPIRE_MASK
@@ -111,7 +114,7 @@ impl Entry {
     }
 
     pub fn set_access_clock(&mut self, c: u16) {
-        self.meta = (self.meta & (EXPIRE_MASK | MARK)) | ((c as u64) << CLOCK_SHIFT);
+        self.meta = (self.meta & !(0xffff << CLOCK_SHIFT)) | ((c as u64) << CLOCK_SHIFT);
     }
 
     /// The snapshot mark: equal to the snapshot's current parity once the
@@ -124,6 +127,19 @@ impl Entry {
     #[inline]
     pub(crate) fn set_mark(&mut self, m: bool) {
         self.meta = (self.meta & !MARK) | if m { MARK } else { 0 };
+    }
+
+    /// Write-behind has this key pending: a write to it needs no new mark.
+    /// Set only together with queueing the key, cleared when the flusher
+    /// reads it; an entry created under this key starts without it.
+    #[inline]
+    pub(crate) fn pending(&self) -> bool {
+        self.meta & PENDING != 0
+    }
+
+    #[inline]
+    pub(crate) fn set_pending(&mut self, p: bool) {
+        self.meta = (self.meta & !PENDING) | if p { PENDING } else { 0 };
     }
 }
 

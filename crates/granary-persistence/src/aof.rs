@@ -165,13 +165,21 @@ enum Step {
 }
 
 /// Reads one multibulk. A file ending anywhere inside one is Short.
+/// Lines starting with `#` are annotations (aof-timestamp-enabled's
+/// `#TS:`), skipped as Redis skips them.
 fn read_command(r: &mut impl BufRead, offset: &mut u64) -> io::Result<Step> {
     let mut line = Vec::new();
-    let n = r.read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Ok(Step::End);
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(Step::End);
+        }
+        *offset += n as u64;
+        if line[0] != b'#' {
+            break;
+        }
     }
-    *offset += n as u64;
     let Some(count) = header(&line, b'*') else {
         return Ok(if line.ends_with(b"\n") {
             Step::Bad("expected '*'")
@@ -266,6 +274,12 @@ mod tests {
                 assert_eq!(got.len(), 1);
             }
         }
+        // Annotations are skipped.
+        std::fs::write(&path, b"#TS:1700000000\r\n*1\r\n$4\r\nPING\r\n#x").unwrap();
+        let mut got = Vec::new();
+        let end = replay(&path, |c, at| got.push((c, at))).unwrap().unwrap();
+        assert_eq!(end, Replayed::Complete);
+        assert_eq!(got, vec![(vec![b"PING".to_vec()], 0)]);
         std::fs::write(&path, b"*1\r\n$4\r\nPING\r\nGARBAGE\r\n").unwrap();
         let e = replay(&path, |_, _| {}).unwrap().unwrap_err();
         assert_eq!(e.offset, 14);

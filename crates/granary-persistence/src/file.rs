@@ -1,6 +1,7 @@
 //! The RDB file (rdb.c rdbSaveRio / rdbLoadRio): `REDIS0010`, AUX fields,
 //! then per database SELECTDB and RESIZEDB followed by its keys (each with
-//! an optional EXPIRETIME_MS), then EOF and the CRC64 of all before it.
+//! an optional EXPIRETIME_MS and IDLE or FREQ record), then EOF and the
+//! CRC64 of all before it (0 when the writer had rdbchecksum no).
 //!
 //! Both directions stream: [`Writer`] appends key by key, [`read`] calls
 //! back once per key, so neither holds a whole file in memory.
@@ -35,7 +36,9 @@ mod op {
 /// Writes an RDB file key by key.
 pub struct Writer<W: Write> {
     out: W,
-    digest: crc::Digest<'static, u64>,
+    /// None with rdbchecksum no: the file ends in 8 zero bytes, which
+    /// loaders take for "not checksummed".
+    digest: Option<crc::Digest<'static, u64>>,
     scratch: Vec<u8>,
     lim: Limits,
 }
@@ -44,9 +47,15 @@ impl<W: Write> Writer<W> {
     /// Writes the header and the AUX fields Redis writes (`redis-ver` is
     /// the Redis version Granary is compatible with).
     pub fn new(out: W, lim: Limits, ctime_secs: u64) -> io::Result<Self> {
+        Self::with_checksum(out, lim, ctime_secs, true)
+    }
+
+    /// `new`; without `checksum` (rdbchecksum no) nothing is computed and
+    /// the checksum written is 0, as Redis writes it.
+    pub fn with_checksum(out: W, lim: Limits, ctime_secs: u64, checksum: bool) -> io::Result<Self> {
         let mut w = Writer {
             out,
-            digest: CRC64.digest(),
+            digest: checksum.then(|| CRC64.digest()),
             scratch: Vec::new(),
             lim,
         };
@@ -68,7 +77,9 @@ impl<W: Write> Writer<W> {
     }
 
     fn flush_scratch(&mut self) -> io::Result<()> {
-        self.digest.update(&self.scratch);
+        if let Some(d) = &mut self.digest {
+            d.update(&self.scratch);
+        }
         self.out.write_all(&self.scratch)?;
         self.scratch.clear();
         Ok(())
@@ -100,27 +111,62 @@ impl<W: Write> Writer<W> {
 
     /// Appends records of the current database made by [`record`].
     pub fn records(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.digest.update(bytes);
+        if let Some(d) = &mut self.digest {
+            d.update(bytes);
+        }
         self.out.write_all(bytes)
     }
 
-    /// Writes EOF and the checksum; returns the output.
+    /// Writes EOF and the checksum (0 when disabled); returns the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.scratch.push(op::EOF);
         self.flush_scratch()?;
-        let crc = self.digest.clone().finalize();
+        let crc = self.digest.take().map_or(0, |d| d.finalize());
         self.out.write_all(&crc.to_le_bytes())?;
         self.out.flush()?;
         Ok(self.out)
     }
 }
 
+/// How recently or often a key was used, as Redis saves it before the key
+/// under an LRU or LFU maxmemory-policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Seconds since the last access (IDLE, LRU policies).
+    Idle(u64),
+    /// The LFU counter (FREQ, LFU policies).
+    Freq(u8),
+}
+
 /// Appends one key's record (optional EXPIRETIME_MS, type, key, value) to
 /// `out`, as [`Writer::key`] writes it.
 pub fn record(out: &mut Vec<u8>, key: &[u8], value: &Value, expire_ms: Option<u64>, lim: &Limits) {
+    record_with_access(out, key, value, expire_ms, None, lim)
+}
+
+/// `record`, with the key's IDLE or FREQ record after its expire time.
+pub fn record_with_access(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: &Value,
+    expire_ms: Option<u64>,
+    access: Option<Access>,
+    lim: &Limits,
+) {
     if let Some(t) = expire_ms {
         out.push(op::EXPIRETIME_MS);
         out.extend_from_slice(&t.to_le_bytes());
+    }
+    match access {
+        Some(Access::Idle(secs)) => {
+            out.push(op::IDLE);
+            put_len(out, secs);
+        }
+        Some(Access::Freq(f)) => {
+            out.push(op::FREQ);
+            out.push(f);
+        }
+        None => {}
     }
     // The type byte comes before the key, the body after it.
     let start = out.len();
@@ -147,6 +193,8 @@ pub struct Item {
     pub value: Value,
     /// Absolute expire time in ms.
     pub expire_ms: Option<u64>,
+    /// The IDLE or FREQ record before the key, if any.
+    pub access: Option<Access>,
 }
 
 /// What went wrong reading a file.
@@ -179,11 +227,12 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// Passes what it reads to a CRC64 digest, and keeps the last I/O error
-/// (the value decoder only knows that its input ended).
+/// Passes what it reads to a CRC64 digest (unless the checksum is not
+/// verified), and keeps the last I/O error (the value decoder only knows
+/// that its input ended).
 struct Checksummed<R> {
     inner: R,
-    digest: crc::Digest<'static, u64>,
+    digest: Option<crc::Digest<'static, u64>>,
     failed: Option<io::Error>,
 }
 
@@ -191,7 +240,9 @@ impl<R: Read> Read for Checksummed<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                self.digest.update(&buf[..n]);
+                if let Some(d) = &mut self.digest {
+                    d.update(&buf[..n]);
+                }
                 Ok(n)
             }
             // read_exact retries an interrupted read: not a failure.
@@ -221,21 +272,33 @@ pub fn read<R: Read>(
     lim: &Limits,
     each: impl FnMut(Item),
 ) -> Result<u16, ReadError> {
-    read_with_functions(r, len, lim, each, &mut Vec::new())
+    read_with_functions(r, len, lim, true, each, &mut Vec::new()).map(|f| f.version)
 }
 
-/// `read`, also collecting the code of the function libraries the file
-/// holds (FUNCTION2 records) into `functions`.
+/// What the whole file said about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    pub version: u16,
+    /// The checksum was 0: the writer had rdbchecksum no, and nothing
+    /// was checked (Redis logs that it performed no check).
+    pub checksum_disabled: bool,
+}
+
+/// `read`, verifying the checksum only if `verify` (rdbchecksum yes: with
+/// no, Redis neither computes nor checks it on load), and collecting the
+/// code of the function libraries the file holds (FUNCTION2 records) into
+/// `functions`.
 pub fn read_with_functions<R: Read>(
     r: R,
     len: u64,
     lim: &Limits,
+    verify: bool,
     mut each: impl FnMut(Item),
     functions: &mut Vec<Vec<u8>>,
-) -> Result<u16, ReadError> {
+) -> Result<FileInfo, ReadError> {
     let mut src = Checksummed {
         inner: r,
-        digest: CRC64.digest(),
+        digest: verify.then(|| CRC64.digest()),
         failed: None,
     };
     let mut header = [0u8; 9];
@@ -248,6 +311,7 @@ pub fn read_with_functions<R: Read>(
     let mut state = State {
         db: 0,
         expire: None,
+        access: None,
         left: len.saturating_sub(9),
         functions,
         pending: None,
@@ -264,25 +328,31 @@ pub fn read_with_functions<R: Read>(
         }
     }
     // Version 5 on end with a checksum; 0 means the writer disabled it.
+    let mut checksum_disabled = false;
     if version >= 5 {
-        let computed = src.digest.clone().finalize();
+        let computed = src.digest.take().map(|d| d.finalize());
         let mut stored = [0u8; 8];
         src.inner.read_exact(&mut stored)?;
         let stored = u64::from_le_bytes(stored);
-        if stored != 0 && stored != computed {
+        checksum_disabled = stored == 0 && computed.is_some();
+        if stored != 0 && computed.is_some_and(|c| c != stored) {
             return Err(Error("RDB checksum mismatch").into());
         }
     }
-    Ok(version)
+    Ok(FileInfo {
+        version,
+        checksum_disabled,
+    })
 }
 
-/// Where the reader is: the database selected, the expire time read for
-/// the next key, how many bytes the file may still hold, the function
+/// Where the reader is: the database selected, the expire time and
+/// IDLE/FREQ record read for the next key, how many bytes the file may still hold, the function
 /// libraries read so far, and the last key read, held back until the
 /// next record shows whether field TTLs for it follow.
 struct State<'f> {
     db: u64,
     expire: Option<u64>,
+    access: Option<Access>,
     left: u64,
     functions: &'f mut Vec<Vec<u8>>,
     pending: Option<Item>,
@@ -325,12 +395,8 @@ fn read_record(
         }
         op::EXPIRETIME_MS => st.expire = Some(u64::from_le_bytes(input.array()?)),
         op::EXPIRETIME => st.expire = Some(u64::from(u32::from_le_bytes(input.array()?)) * 1000),
-        op::IDLE => {
-            input.length()?;
-        }
-        op::FREQ => {
-            input.u8()?;
-        }
+        op::IDLE => st.access = Some(Access::Idle(input.length()?)),
+        op::FREQ => st.access = Some(Access::Freq(input.u8()?)),
         op::FUNCTION2 => {
             let code = input.string()?;
             st.functions.push(code);
@@ -346,6 +412,7 @@ fn read_record(
                 key,
                 value,
                 expire_ms: st.expire.take(),
+                access: st.access.take(),
             });
         }
     }
@@ -395,6 +462,68 @@ mod tests {
             assert!(read(&bad[..], bad.len() as u64, &lim(), |_| {}).is_err());
             assert!(read(&file[..i], i as u64, &lim(), |_| {}).is_err());
         }
+    }
+
+    #[test]
+    fn a_zero_checksum_is_not_checked() {
+        let mut w = Writer::with_checksum(Vec::new(), lim(), 0, false).unwrap();
+        w.select_db(0, 1, 0).unwrap();
+        w.key(b"k", &Value::Str(StrValue::from_bytes(b"v")), None)
+            .unwrap();
+        let file = w.finish().unwrap();
+        assert_eq!(file[file.len() - 8..], [0; 8]);
+        for verify in [true, false] {
+            let info = read_with_functions(
+                &file[..],
+                file.len() as u64,
+                &lim(),
+                verify,
+                |_| {},
+                &mut Vec::new(),
+            )
+            .unwrap();
+            assert_eq!(info.checksum_disabled, verify);
+        }
+        // With verification off, a wrong checksum is not noticed either.
+        let mut checked = Writer::new(Vec::new(), lim(), 0).unwrap().finish().unwrap();
+        let n = checked.len();
+        checked[n - 1] ^= 1;
+        assert!(read(&checked[..], n as u64, &lim(), |_| {}).is_err());
+        read_with_functions(
+            &checked[..],
+            n as u64,
+            &lim(),
+            false,
+            |_| {},
+            &mut Vec::new(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn idle_and_freq_records_come_back_with_their_key() {
+        let mut w = Writer::new(Vec::new(), lim(), 0).unwrap();
+        w.select_db(0, 3, 1).unwrap();
+        let v = Value::Str(StrValue::from_bytes(b"v"));
+        let mut rec = Vec::new();
+        record_with_access(&mut rec, b"f", &v, Some(7), Some(Access::Freq(200)), &lim());
+        record_with_access(&mut rec, b"i", &v, None, Some(Access::Idle(70_000)), &lim());
+        record(&mut rec, b"n", &v, None, &lim());
+        w.records(&rec).unwrap();
+        let file = w.finish().unwrap();
+        let mut got = Vec::new();
+        read(&file[..], file.len() as u64, &lim(), |it| {
+            got.push((it.key, it.expire_ms, it.access))
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                (b"f".to_vec(), Some(7), Some(Access::Freq(200))),
+                (b"i".to_vec(), None, Some(Access::Idle(70_000))),
+                (b"n".to_vec(), None, None)
+            ]
+        );
     }
 
     /// A reader that fails after `ok` bytes.

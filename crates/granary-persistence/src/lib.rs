@@ -14,11 +14,14 @@
 //!   files (Redis 7.0 skips it), Redis 7.4's own types in DUMP payloads.
 //! - [`dump`]: the DUMP payload (value, RDB version, CRC64).
 //! - [`aof`]: the append-only file's manifest and command files.
+//! - [`aof_rewrite`]: a dataset as the commands that rebuild it (the AOF
+//!   base without an RDB preamble).
 //! - [`file`]: RDB files, written and read key by key.
 //! - [`snapshot`]: a whole keyspace saved point-in-time beside running
 //!   commands, and loaded at start-up.
 
 pub mod aof;
+pub mod aof_rewrite;
 pub mod codec;
 pub mod dump;
 pub mod file;

@@ -2,10 +2,10 @@
 //! the commands (the keyspace's copy-on-write side is
 //! `granary_keyspace::snapshot`), and loading at start-up.
 
-use crate::file::{self, Item, ReadError, Writer};
-use crate::hash_ttl;
+use crate::file::{self, Access, Item, ReadError, Writer};
 use crate::value::Limits;
-use granary_keyspace::{hash_bytes, shard_of, Keyspace, SHARDS};
+use crate::{aof_rewrite, hash_ttl};
+use granary_keyspace::{hash_bytes, shard_of, Entry, Keyspace, SHARDS};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -33,6 +33,64 @@ pub struct SaveStats {
     pub cow_bytes: u64,
 }
 
+/// The IDLE or FREQ record of a key with this access clock (under an LRU
+/// or LFU maxmemory-policy), or None.
+pub type AccessOf = Arc<dyn Fn(u16) -> Option<Access> + Send + Sync>;
+
+/// What a save writes.
+#[derive(Clone)]
+pub enum Format {
+    /// An RDB file; without `checksum` (rdbchecksum no) it ends in a zero
+    /// checksum, as Redis writes it. With `access`, keys carry their IDLE
+    /// or FREQ record, as Redis writes them under an LRU or LFU policy
+    /// (except keys commands changed during the save, which the keyspace
+    /// hands over without their clock).
+    Rdb {
+        checksum: bool,
+        access: Option<AccessOf>,
+    },
+    /// Commands that rebuild the data (an AOF base with
+    /// aof-use-rdb-preamble no), see [`aof_rewrite`].
+    Commands,
+}
+
+impl Format {
+    /// How one key is written, without its access clock (the keyspace
+    /// calls it for keys changed during the save).
+    fn encoder(&self, lim: Limits) -> Encoder {
+        match self {
+            Format::Rdb { .. } => {
+                Arc::new(move |key, value, expire, out| record(out, key, value, expire, &lim))
+            }
+            Format::Commands => {
+                Arc::new(|key, value, expire, out| aof_rewrite::key(out, key, value, expire))
+            }
+        }
+    }
+
+    /// How the saver's walk writes an entry.
+    fn walker(&self, lim: Limits) -> Walker {
+        match self {
+            Format::Rdb {
+                access: Some(of), ..
+            } => {
+                let of = of.clone();
+                Box::new(move |e, expire, out| {
+                    let access = of(e.access_clock());
+                    file::record_with_access(out, e.key(), &e.value, expire, access, &lim)
+                })
+            }
+            _ => {
+                let encode = self.encoder(lim);
+                Box::new(move |e, expire, out| encode(e.key(), &e.value, expire, out))
+            }
+        }
+    }
+}
+
+type Encoder = granary_keyspace::snapshot::Encoder;
+type Walker = Box<dyn Fn(&Entry, Option<u64>, &mut Vec<u8>)>;
+
 /// Saves `ks` as it is at the moment of the call to `path` (written to a
 /// temporary file in the same directory, synced, then renamed, so `path`
 /// is always a complete file). Commands keep running meanwhile.
@@ -57,30 +115,49 @@ pub fn save_observed(
     progress: &Progress,
     between: impl FnMut(),
 ) -> io::Result<SaveStats> {
-    save_with(ks, path, lim, ctime_secs, progress, Vec::new, between)
+    let format = Format::Rdb {
+        checksum: true,
+        access: None,
+    };
+    save_with(
+        ks,
+        path,
+        lim,
+        format,
+        ctime_secs,
+        progress,
+        Vec::new,
+        between,
+    )
 }
 
 /// `save_observed`, calling `at_begin` at the instant of the snapshot,
 /// with every shard held: it returns the function libraries' code to save
 /// with the data, and an AOF rewrite starts its new incremental file
-/// there, so the base and the increments meet exactly.
+/// there, so the base and the increments meet exactly. `format` says
+/// what the file is: RDB or commands.
+#[allow(clippy::too_many_arguments)]
 pub fn save_with(
     ks: &Keyspace,
     path: &Path,
     lim: Limits,
+    format: Format,
     ctime_secs: u64,
     progress: &Progress,
     at_begin: impl FnOnce() -> Vec<Vec<u8>>,
     mut between: impl FnMut(),
 ) -> io::Result<SaveStats> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let tmp = dir
-        .unwrap_or(Path::new("."))
-        .join(format!("temp-{}.rdb", std::process::id()));
+    let tmp = dir.unwrap_or(Path::new(".")).join(format!(
+        "temp-{}.{}",
+        std::process::id(),
+        format.extension()
+    ));
     let mut out = Ok(File::create(&tmp)
-        .and_then(|f| Writer::new(CountingWriter::new(f), lim, ctime_secs))
+        .and_then(|f| Sink::new(CountingWriter::new(f), &format, lim, ctime_secs))
         .map_err(|e| annotate(e, &tmp))?);
-    let (sizes, functions) = begin(ks, lim, at_begin);
+    let walk = format.walker(lim);
+    let (sizes, functions) = begin(ks, format.encoder(lim), at_begin);
     for code in &functions {
         if let Ok(w) = &mut out {
             if let Err(e) = w.function(code) {
@@ -103,7 +180,7 @@ pub fn save_with(
                 out = Err(e);
             }
         }
-        keys += save_db(ks, db, lim, &mut out, progress, &mut between);
+        keys += save_db(ks, db, &walk, &mut out, progress, &mut between);
     }
     let cow_bytes = ks.snapshot().cow_bytes();
     ks.snapshot().end();
@@ -140,7 +217,7 @@ pub fn save_with(
 /// (keys, keys with a TTL) at that instant.
 fn begin(
     ks: &Keyspace,
-    lim: Limits,
+    encode: Encoder,
     at_begin: impl FnOnce() -> Vec<Vec<u8>>,
 ) -> (Vec<(u64, u64)>, Vec<Vec<u8>>) {
     let mut locked = ks.lock_all();
@@ -152,8 +229,6 @@ fn begin(
             sizes[i].1 += db.volatile() as u64;
         }
     }
-    let encode: granary_keyspace::snapshot::Encoder =
-        Arc::new(move |key, value, expire, out| record(out, key, value, expire, &lim));
     ks.snapshot().begin(ks.databases(), encode);
     (sizes, functions)
 }
@@ -164,8 +239,8 @@ fn begin(
 fn save_db(
     ks: &Keyspace,
     db: usize,
-    lim: Limits,
-    out: &mut io::Result<Writer<CountingWriter>>,
+    walk: &Walker,
+    out: &mut io::Result<Sink>,
     progress: &Progress,
     between: &mut dyn FnMut(),
 ) -> u64 {
@@ -180,7 +255,7 @@ fn save_db(
                 let d = s.db(db);
                 loop {
                     cursor = d.save_step(cursor, |e, expire| {
-                        record(&mut buf, e.key(), &e.value, expire, &lim);
+                        walk(e, expire, &mut buf);
                         n += 1;
                     });
                     if cursor == 0 || buf.len() >= STEP_BYTES || n >= STEP_KEYS as u64 {
@@ -204,7 +279,7 @@ fn save_db(
         let mut cursor = 0;
         loop {
             cursor = old.save_step(cursor, |e, expire| {
-                record(&mut buf, e.key(), &e.value, expire, &lim);
+                walk(e, expire, &mut buf);
                 keys += 1;
             });
             if buf.len() >= STEP_BYTES {
@@ -236,7 +311,7 @@ fn record(
 }
 
 /// Writes `buf` out (unless the output already failed) and clears it.
-fn emit(buf: &mut Vec<u8>, out: &mut io::Result<Writer<CountingWriter>>) {
+fn emit(buf: &mut Vec<u8>, out: &mut io::Result<Sink>) {
     if let Ok(w) = out {
         if !buf.is_empty() {
             if let Err(e) = w.records(buf) {
@@ -245,6 +320,71 @@ fn emit(buf: &mut Vec<u8>, out: &mut io::Result<Writer<CountingWriter>>) {
         }
     }
     buf.clear();
+}
+
+impl Format {
+    fn extension(&self) -> &'static str {
+        match self {
+            Format::Rdb { .. } => "rdb",
+            Format::Commands => "aof",
+        }
+    }
+}
+
+/// The file being written, in either format.
+enum Sink {
+    Rdb(Writer<CountingWriter>),
+    Commands(CountingWriter),
+}
+
+impl Sink {
+    fn new(out: CountingWriter, format: &Format, lim: Limits, ctime_secs: u64) -> io::Result<Sink> {
+        Ok(match format {
+            Format::Rdb { checksum, .. } => {
+                Sink::Rdb(Writer::with_checksum(out, lim, ctime_secs, *checksum)?)
+            }
+            Format::Commands => Sink::Commands(out),
+        })
+    }
+
+    fn function(&mut self, code: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Rdb(w) => w.function(code),
+            Sink::Commands(w) => {
+                let mut buf = Vec::new();
+                aof_rewrite::function(&mut buf, code);
+                w.write_all(&buf)
+            }
+        }
+    }
+
+    fn select_db(&mut self, db: u64, keys: u64, expires: u64) -> io::Result<()> {
+        match self {
+            Sink::Rdb(w) => w.select_db(db, keys, expires),
+            Sink::Commands(w) => {
+                let mut buf = Vec::new();
+                aof_rewrite::select(&mut buf, db);
+                w.write_all(&buf)
+            }
+        }
+    }
+
+    fn records(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Rdb(w) => w.records(bytes),
+            Sink::Commands(w) => w.write_all(bytes),
+        }
+    }
+
+    fn finish(self) -> io::Result<CountingWriter> {
+        match self {
+            Sink::Rdb(w) => w.finish(),
+            Sink::Commands(mut w) => {
+                w.flush()?;
+                Ok(w)
+            }
+        }
+    }
 }
 
 fn annotate(e: io::Error, path: &Path) -> io::Error {
@@ -284,6 +424,8 @@ pub struct LoadStats {
     pub keys: u64,
     /// Keys skipped because their time had passed.
     pub expired: u64,
+    /// The file's checksum was 0 (saved with rdbchecksum no): not checked.
+    pub checksum_disabled: bool,
 }
 
 /// What can stop a load.
@@ -327,6 +469,20 @@ pub fn load_with(
     now_ms: u64,
     databases: usize,
     functions: &mut Vec<Vec<u8>>,
+    put: impl FnMut(Item),
+) -> Result<LoadStats, LoadError> {
+    load_checked(path, lim, now_ms, databases, true, functions, put)
+}
+
+/// `load_with`, verifying the file's checksum only if `verify`
+/// (rdbchecksum yes).
+pub fn load_checked(
+    path: &Path,
+    lim: &Limits,
+    now_ms: u64,
+    databases: usize,
+    verify: bool,
+    functions: &mut Vec<Vec<u8>>,
     mut put: impl FnMut(Item),
 ) -> Result<LoadStats, LoadError> {
     let f = File::open(path).map_err(|e| LoadError::Read(ReadError::Io(annotate(e, path))))?;
@@ -336,10 +492,11 @@ pub fn load_with(
         .len();
     let mut stats = LoadStats::default();
     let mut bad_db = None;
-    file::read_with_functions(
+    let info = file::read_with_functions(
         io::BufReader::with_capacity(1 << 20, f),
         len,
         lim,
+        verify,
         |mut item: Item| {
             if item.db as usize >= databases {
                 bad_db.get_or_insert(item.db);
@@ -358,6 +515,7 @@ pub fn load_with(
         functions,
     )
     .map_err(LoadError::Read)?;
+    stats.checksum_disabled = info.checksum_disabled;
     match bad_db {
         Some(db) => Err(LoadError::Database(db)),
         None => Ok(stats),

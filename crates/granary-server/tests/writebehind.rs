@@ -232,6 +232,134 @@ fn sqlite_mappings_coalescing_and_deletes() {
     }
 }
 
+/// A key is queued once per flush (its entry carries a pending bit, cleared
+/// when the flusher reads it): every write after a flush is written by the
+/// next, and keys that move (SWAPDB, MOVE, RENAME) are never left marked
+/// as queued when they are not.
+#[test]
+fn keys_are_written_again_after_each_flush_and_after_moves() {
+    let dir = tmpdir("pending-bit");
+    let file = dir.join("wb.db");
+    let s = granary(&format!("sqlite:{}", file.display()), "60000", &[]);
+    let mut c = s.conn();
+    let mut db = Sqlite(file);
+    let names = |db: &mut Sqlite| db.rows("SELECT id, name FROM names ORDER BY id");
+    flush(&mut c);
+    for v in ["a", "b", "c"] {
+        let _: () = c.set("name:1", v).unwrap();
+        flush(&mut c);
+        assert_eq!(names(&mut db), strs(&[&["1", v]]));
+    }
+    // Queued in db 0, swapped away and back before the flush: SWAPDB
+    // empties both databases' tables, and the key's next write is queued.
+    let _: () = c.set("name:2", "x").unwrap();
+    for _ in 0..2 {
+        let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+    }
+    flush(&mut c);
+    let _: () = c.set("name:2", "y").unwrap();
+    flush(&mut c);
+    assert!(names(&mut db).contains(&vec!["2".to_string(), "y".to_string()]));
+    // MOVE away and back, RENAME: the key's new identity is written.
+    let _: () = c.set("name:3", "m").unwrap();
+    let _: () = redis::cmd("MOVE")
+        .arg("name:3")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    let _: () = redis::cmd("MOVE")
+        .arg("name:3")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+    let _: () = c.set("name:4", "r").unwrap();
+    flush(&mut c);
+    let _: () = c.rename("name:4", "name:5").unwrap();
+    flush(&mut c);
+    let _: () = c.set("name:3", "m2").unwrap();
+    flush(&mut c);
+    let rows = names(&mut db);
+    assert!(
+        rows.contains(&vec!["3".to_string(), "m2".to_string()]),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&vec!["5".to_string(), "r".to_string()]),
+        "{rows:?}"
+    );
+    assert!(!rows.iter().any(|r| r[0] == "4"), "{rows:?}");
+}
+
+/// RESYNC queues keys no write queued: keys written before their rule
+/// existed, and keys SWAPDB brought in. Keys already queued are not
+/// counted twice, and keys of a type no rule maps are not queued.
+#[test]
+fn resync_writes_keys_that_existed_before() {
+    let dir = tmpdir("resync");
+    let file = dir.join("wb.db");
+    let s = ServerProc::granary(&[
+        "--writebehind-sink",
+        &format!("sqlite:{}", file.display()),
+        "--writebehind-interval",
+        "60000",
+    ]);
+    let mut c = s.conn();
+    let mut db = Sqlite(file);
+    for i in 0..500 {
+        let _: () = c.set(format!("city:{i}"), format!("c{i}")).unwrap();
+    }
+    let _: () = c.set("other", "x").unwrap();
+    let _: () = c.rpush("city:list", "a").unwrap(); // matches, but not a string
+    let _: String = redis::cmd("WRITEBEHIND")
+        .arg("RULE")
+        .arg("ADD")
+        .arg(
+            "cities string city:{id} table=cities value=name"
+                .split(' ')
+                .collect::<Vec<_>>(),
+        )
+        .query(&mut c)
+        .unwrap();
+    let count = |db: &mut Sqlite| db.rows("SELECT count(*) FROM cities")[0][0].clone();
+    flush(&mut c);
+    assert_eq!(count(&mut db), "0", "existing keys wait for RESYNC");
+    let _: () = c.set("city:0", "changed").unwrap(); // queued by its write
+    let n: i64 = redis::cmd("WRITEBEHIND")
+        .arg("RESYNC")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 499);
+    flush(&mut c);
+    assert_eq!(count(&mut db), "500");
+    assert_eq!(
+        db.rows("SELECT name FROM cities WHERE id = '0'"),
+        strs(&[&["changed"]])
+    );
+    let n: i64 = redis::cmd("WRITEBEHIND")
+        .arg("RESYNC")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 500, "after a flush every key is queued again");
+    flush(&mut c);
+    // SWAPDB empties the table; RESYNC brings the swapped-in keys back.
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    for i in 0..10 {
+        let _: () = c.set(format!("city:{i}"), "from db 1").unwrap();
+    }
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+    flush(&mut c);
+    assert_eq!(count(&mut db), "0");
+    let n: i64 = redis::cmd("WRITEBEHIND")
+        .arg("RESYNC")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 10);
+    flush(&mut c);
+    assert_eq!(count(&mut db), "10");
+}
+
 #[test]
 fn rules_at_run_time_and_incompatible_tables() {
     let dir = tmpdir("rules");
@@ -914,11 +1042,42 @@ fn flusher_thread_yields_to_commands() {
     );
     let mut c = s.conn();
     flush(&mut c); // the flusher is up
-                   // Field 19 of proc(5) is the nice value.
+                   // Field 19 of proc(5) is the nice value. The server inherits the test
+                   // runner's (`nice cargo test` starts it at 10), so compare.
     let nices: BTreeMap<String, i64> = threads(s.pid())
         .into_iter()
         .map(|(name, f)| (name, f[16].parse().unwrap()))
         .collect();
-    assert_eq!(nices.get("writebehind"), Some(&10), "{nices:?}");
-    assert_eq!(nices.get("tokio-rt-worker"), Some(&0), "{nices:?}");
+    let base = nices["tokio-rt-worker"];
+    assert_eq!(
+        nices.get("writebehind"),
+        Some(&(base + 10).min(19)),
+        "{nices:?}"
+    );
+    assert!(base < 19, "run the test below nice 19: {nices:?}");
+    // And it asks for 0.1 ms time slices (Linux 6.12+ shows them as
+    // se.slice), so a worker sharing its core never waits out a long one.
+    if let Some(slice) = sched_field(s.pid(), "writebehind", "se.slice") {
+        assert_eq!(slice, 100_000);
+        let worker = sched_field(s.pid(), "tokio-rt-worker", "se.slice").unwrap();
+        assert!(worker > slice, "workers keep the default slice: {worker}");
+    }
+}
+
+/// A numeric field of /proc/<pid>/task/<tid>/sched for the first thread
+/// named `thread`, if the kernel shows it.
+fn sched_field(pid: u32, thread: &str, field: &str) -> Option<u64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim() != thread {
+            continue;
+        }
+        let sched = std::fs::read_to_string(dir.join("sched")).ok()?;
+        return sched.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            (name.trim() == field).then(|| value.trim().parse().ok())?
+        });
+    }
+    None
 }

@@ -189,7 +189,9 @@ fn write_chunks(
 }
 
 /// The operations for a pending batch: emptied databases first, then each
-/// changed key as it is now, then the appended rows in push order.
+/// changed key as it is now, then the appended rows in push order. Reading
+/// a key clears its pending bit under its shard lock, so a write after the
+/// read queues it again and a write before it is in what was read.
 pub fn operations(p: &Pending, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
     let mut ops = vec![];
     for &db in &p.emptied {
@@ -199,7 +201,7 @@ pub fn operations(p: &Pending, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
     }
     // Group the keys by shard, so each shard is locked once.
     let mut keys: Vec<(usize, u64, usize, &[u8])> = vec![];
-    for (db, set) in p.keys.iter().enumerate() {
+    for (db, set) in p.keys_by_db().into_iter().enumerate() {
         for k in set {
             let h = hash_bytes(k);
             keys.push((shard_of(h), h, db, k));
@@ -213,6 +215,7 @@ pub fn operations(p: &Pending, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
             if db >= shard.dbs.len() {
                 continue;
             }
+            shard.db(db).clear_pending(h, key);
             match shard.db(db).peek(h, key, now) {
                 Some(e) => {
                     let op = key_type(&e.value)
@@ -224,8 +227,8 @@ pub fn operations(p: &Pending, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
             }
         }
     }
-    for a in &p.appended {
-        ops.extend(model::appended(&a.rule, a.id, &a.key, &a.value));
+    for a in p.appended.iter() {
+        ops.extend(model::appended(a.rule, a.id, a.key, a.value));
     }
     ops
 }
@@ -249,9 +252,7 @@ fn deleted(ops: &mut Vec<Op>, rules: &RuleSet, db: usize, key: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pending::Appended;
     use granary_keyspace::{StrValue, Value};
-    use std::sync::Arc;
 
     #[test]
     fn operations_follow_current_state() {
@@ -270,17 +271,19 @@ mod tests {
             None,
             0,
         );
+        assert_eq!(
+            ks.lock_shard(shard_of(h)).db(0).mark_pending(h, b"name:1"),
+            Some(false)
+        );
         let mut p = Pending::default();
         p.mark(0, b"name:1");
         p.mark(0, b"name:2"); // gone: its row is deleted
         p.mark(0, b"keep:3"); // gone, but its rule keeps rows
-        p.append(Appended {
-            rule: Arc::clone(&rules.rules[2]),
-            id: 9,
-            key: b"log:u".as_slice().into(),
-            value: b"v".as_slice().into(),
-        });
+        p.mark(0, b"name:1"); // queued twice: read once
+        p.append(&rules.rules[2], 9, b"log:u", b"v");
         let mut ops = operations(&p, &rules, &ks);
+        // Read: the next write to it queues it again.
+        assert!(!ks.lock_shard(shard_of(h)).db(0).is_pending(h, b"name:1"));
         ops.sort_by_key(|o| format!("{o:?}"));
         let kinds: Vec<String> = ops
             .iter()

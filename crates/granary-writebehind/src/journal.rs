@@ -31,7 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const MAGIC: &[u8; 8] = b"GRNWBJ1\n";
-const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// Slice-by-16 tables: the journal's CRC runs before replies are sent, and
+/// the default byte-at-a-time table showed at 6% of a write-behind LPUSH.
+const CRC32C: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// One change to the pending set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +186,8 @@ struct Buffer {
 struct Segment {
     seq: u64,
     file: File,
+    /// Its length: where the next frame starts.
+    len: u64,
 }
 
 pub struct Journal {
@@ -369,27 +374,31 @@ impl Journal {
                 .append(true)
                 .open(&path)
                 .map_err(|e| (path.clone(), e))?;
-            if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+            let mut len = file.metadata().map_err(|e| (path.clone(), e))?.len();
+            if len == 0 {
                 file.write_all(MAGIC).map_err(|e| (path.clone(), e))?;
+                len = MAGIC.len() as u64;
             }
-            *f = Some(Segment { seq, file });
+            *f = Some(Segment { seq, file, len });
         }
         let Some(seg) = f.as_mut() else {
             return Ok(());
         };
-        let mut frame = Vec::with_capacity(data.len() + 8);
-        frame.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&CRC32C.checksum(data).to_le_bytes());
-        frame.extend_from_slice(data);
-        let before = seg.file.metadata().map(|m| m.len());
-        seg.file.write_all(&frame).map_err(|e| {
-            // A frame cut short in the middle of a segment would read as
-            // corruption: cut it off (the retry writes it whole).
-            if let Ok(len) = before {
-                let _ = seg.file.set_len(len);
+        let mut header = [0u8; 8];
+        header[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&CRC32C.checksum(data).to_le_bytes());
+        match write_all_vectored(&mut seg.file, &header, data) {
+            Ok(()) => {
+                seg.len += (header.len() + data.len()) as u64;
+                Ok(())
             }
-            (path, e)
-        })
+            Err(e) => {
+                // A frame cut short in the middle of a segment would read
+                // as corruption: cut it off (the retry writes it whole).
+                let _ = seg.file.set_len(seg.len);
+                Err((path, e))
+            }
+        }
     }
 
     fn sync(&self, f: &mut Option<Segment>) {
@@ -409,6 +418,22 @@ impl Journal {
         tracing::warn!("write-behind: {msg}");
         *self.last_error.lock() = msg;
     }
+}
+
+/// Writes `head` then `body` with as few write calls as the kernel allows
+/// (one, nearly always), without copying them into one buffer.
+fn write_all_vectored(file: &mut File, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut bufs = [io::IoSlice::new(head), io::IoSlice::new(body)];
+    let mut slices = &mut bufs[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {

@@ -19,9 +19,10 @@ pub mod pending;
 pub mod rules;
 pub mod sink;
 
+use arc_swap::ArcSwap;
 use journal::{Journal, Record, RecordRef};
 use parking_lot::{Condvar, Mutex, RwLock};
-use pending::{Appended, Pending};
+use pending::Pending;
 use rules::{KeyType, Rule, RuleSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -90,7 +91,9 @@ pub struct WriteBehind {
     /// A sink is configured.
     configured: bool,
     journal: OnceLock<Journal>,
-    rules: RwLock<Arc<RuleSet>>,
+    /// Read on every write to a key: a swap, so readers share no
+    /// counter (an RwLock's would bounce between cores).
+    rules: ArcSwap<RuleSet>,
     /// Bumped when the rules change, so the flusher prepares new tables.
     pub rules_version: AtomicU64,
     pending: Mutex<Pending>,
@@ -134,7 +137,7 @@ impl WriteBehind {
             enabled: AtomicBool::new(false),
             configured: !sink.trim().is_empty(),
             journal: OnceLock::new(),
-            rules: RwLock::new(Arc::new(rules)),
+            rules: ArcSwap::from_pointee(rules),
             rules_version: AtomicU64::new(1),
             pending: Mutex::default(),
             pending_rows: AtomicU64::new(0),
@@ -207,12 +210,7 @@ impl WriteBehind {
                 } => match rules.rules.iter().find(|r| r.name == rule) {
                     Some(rule) => {
                         self.ids_above(id);
-                        p.append(Appended {
-                            rule: rule.clone(),
-                            id,
-                            key: key.into(),
-                            value: value.into(),
-                        });
+                        p.append(rule, id, &key, &value);
                     }
                     None => dropped += 1,
                 },
@@ -276,13 +274,13 @@ impl WriteBehind {
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.read().clone()
+        self.rules.load_full()
     }
 
     /// Replaces the rules (RULE ADD / DEL) and wakes the flusher to
     /// prepare their tables.
     pub fn set_rules(&self, rules: RuleSet) {
-        *self.rules.write() = Arc::new(rules);
+        self.rules.store(Arc::new(rules));
         self.rules_version.fetch_add(1, Relaxed);
         self.wake_flusher();
     }
@@ -321,32 +319,39 @@ impl WriteBehind {
         if !self.enabled() || !self.over_limit() || self.overflow_accept.load(Relaxed) {
             return false;
         }
-        let refuse = self.rules.read().any_matches(db, key);
+        let refuse = self.rules.load().any_matches(db, key);
         if refuse {
             self.stats.refused.fetch_add(1, Relaxed);
         }
         refuse
     }
 
-    /// A key changed (any write, expiry, eviction): marks it pending if a
-    /// rule's pattern matches. The flush reads its state then.
+    /// A key changed (any write, expiry, eviction): queues it if a rule's
+    /// pattern matches. The flush reads its state then. For writes that
+    /// can see the key's entry, `Store::modified` checks the entry's
+    /// pending bit first (`maps` + `queue`), so a key is queued once per
+    /// flush, not once per write.
     #[inline]
     pub fn on_write(&self, db: usize, key: &[u8]) {
-        if self.enabled() {
-            self.mark(db, key);
+        if self.maps(db, key) {
+            self.queue(db, key);
         }
     }
 
-    fn mark(&self, db: usize, key: &[u8]) {
-        // List keys matter only through their pushed elements (on_append).
-        if !self.rules.read().mirrors(db, key) {
-            return;
-        }
+    /// Whether changes to `key` are mirrored (write-behind is on and a
+    /// state rule's pattern matches; list keys matter only through their
+    /// pushed elements, `on_append`).
+    #[inline]
+    pub fn maps(&self, db: usize, key: &[u8]) -> bool {
+        self.enabled() && self.rules.load().mirrors(db, key)
+    }
+
+    /// Queues a changed key that `maps` accepted.
+    pub fn queue(&self, db: usize, key: &[u8]) {
         let mut p = self.pending.lock();
-        if p.mark(db, key) {
-            self.journal(RecordRef::Mark { db: db as u32, key });
-            self.counted(&p);
-        }
+        p.mark(db, key);
+        self.journal(RecordRef::Mark { db: db as u32, key });
+        self.counted(&p);
     }
 
     /// Elements were added to the append-only collection of type `ty` at
@@ -355,7 +360,8 @@ impl WriteBehind {
         if !self.enabled() {
             return;
         }
-        let rule: Option<Arc<Rule>> = self.rules.read().find(db, key, ty).cloned();
+        let rules = self.rules.load();
+        let rule: Option<&Arc<Rule>> = rules.find(db, key, ty);
         let Some(rule) = rule else {
             return;
         };
@@ -368,12 +374,7 @@ impl WriteBehind {
                 key,
                 value: v,
             });
-            p.append(Appended {
-                rule: rule.clone(),
-                id,
-                key: key.into(),
-                value: (*v).into(),
-            });
+            p.append(rule, id, key, v);
         }
         self.counted(&p);
     }
@@ -383,7 +384,7 @@ impl WriteBehind {
         if !self.enabled() {
             return;
         }
-        if !self.rules.read().rules.iter().any(|r| r.db == db) {
+        if !self.rules.load().rules.iter().any(|r| r.db == db) {
             return;
         }
         let mut p = self.pending.lock();

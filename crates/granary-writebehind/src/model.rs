@@ -2,6 +2,7 @@
 //! sends to a sink.
 
 use crate::rules::{ColType, KeyType, Rule};
+use granary_keyspace::types::stream::StreamId;
 use granary_keyspace::Value;
 use std::sync::Arc;
 
@@ -111,7 +112,7 @@ pub enum Op {
     },
     /// Delete the rows of one key (key parts).
     Delete { rule: Arc<Rule>, key: Vec<SqlValue> },
-    /// Insert an appended row unless its id is there already (list).
+    /// Insert an appended row unless its id is there already (list, stream).
     Append { rule: Arc<Rule>, row: Vec<SqlValue> },
     /// Delete every row of the rule's table (FLUSHDB of its database).
     Truncate { rule: Arc<Rule> },
@@ -151,13 +152,14 @@ pub fn key_type(v: &Value) -> Option<KeyType> {
         Value::Set(_) => KeyType::Set,
         Value::ZSet(_) => KeyType::ZSet,
         Value::List(_) => KeyType::List,
+        Value::Stream(_) => KeyType::Stream,
         _ => return None,
     })
 }
 
 /// The operation that mirrors `value` (the key's current state) under
-/// `rule`, whose pattern and type match. Lists produce nothing here: their
-/// rows are appended when elements are pushed.
+/// `rule`, whose pattern and type match. Lists and streams produce nothing
+/// here: their rows are appended when elements or entries are added.
 pub fn mirror(rule: &Arc<Rule>, key: &[u8], value: &Value) -> Option<Op> {
     let parts = rule.pattern.captures(key)?;
     let keyv = key_values(&parts);
@@ -219,16 +221,175 @@ pub fn mirror(rule: &Arc<Rule>, key: &[u8], value: &Value) -> Option<Op> {
     }
 }
 
-/// The row an element pushed to a list key produces.
+/// The row an element pushed to a list key, or an entry added to a stream
+/// key, produces. `value` is the element, or the entry as
+/// [`encode_stream_entry`] wrote it; None if the key does not match or the
+/// entry does not decode (a journal from another build may hold anything).
 pub fn appended(rule: &Arc<Rule>, id: i64, key: &[u8], value: &[u8]) -> Option<Op> {
     let parts = rule.pattern.captures(key)?;
     let mut row = vec![SqlValue::Int(id)];
     row.extend(key_values(&parts));
-    row.push(SqlValue::convert(rule.value.ty, value));
+    if rule.ty == KeyType::Stream {
+        let Some(entry) = decode_stream_entry(value) else {
+            tracing::warn!(
+                "write-behind: rule {}: row {id} is not a stream entry; dropped",
+                rule.name
+            );
+            return None;
+        };
+        stream_columns(rule, &entry, &mut row);
+    } else {
+        row.push(SqlValue::convert(rule.value.ty, value));
+    }
     Some(Op::Append {
         rule: rule.clone(),
         row,
     })
+}
+
+/// A stream entry's columns: its ID, then the kept fields (the last
+/// occurrence of a field repeated in the entry) or the JSON object.
+fn stream_columns(rule: &Rule, entry: &StreamEntry<'_>, row: &mut Vec<SqlValue>) {
+    row.push(SqlValue::Text(entry.id.to_string()));
+    if rule.fields.is_empty() {
+        row.push(SqlValue::Text(entry_json(&entry.fields)));
+        return;
+    }
+    for f in &rule.fields {
+        let v = entry.fields.iter().rev().find(|(k, _)| *k == f.field);
+        row.push(v.map_or(SqlValue::Null, |(_, v)| SqlValue::convert(f.column.ty, v)));
+    }
+}
+
+// ------------------------------------------------------------ stream entries
+
+/// First byte of an encoded stream entry: a format tag, so bytes of
+/// another kind (or a later format) are refused rather than misread.
+const STREAM_ENTRY_V1: u8 = 0xF5;
+
+/// One stream entry as the journal and the pending set carry it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StreamEntry<'a> {
+    pub id: StreamId,
+    /// Field/value pairs in the order XADD gave them.
+    pub fields: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// Encodes a stream entry (its ID and the flat field, value, ... list
+/// XADD got) into one byte string: the tag, the ID's ms and seq, then
+/// each field and value, every number a LEB128 varint and every string
+/// length-prefixed. [`decode_stream_entry`] reads it back.
+pub fn encode_stream_entry(id: StreamId, fields: &[&[u8]]) -> Vec<u8> {
+    let size: usize = fields.iter().map(|f| f.len() + 2).sum();
+    let mut out = Vec::with_capacity(21 + size);
+    out.push(STREAM_ENTRY_V1);
+    put_varint(&mut out, id.ms);
+    put_varint(&mut out, id.seq);
+    for pair in fields.chunks_exact(2) {
+        for s in pair {
+            put_varint(&mut out, s.len() as u64);
+            out.extend_from_slice(s);
+        }
+    }
+    out
+}
+
+/// Reads what [`encode_stream_entry`] wrote; None for anything else
+/// (another tag, a truncated or overlong number or string, a field
+/// without its value, trailing bytes). Never panics.
+pub fn decode_stream_entry(b: &[u8]) -> Option<StreamEntry<'_>> {
+    let (&tag, mut rest) = b.split_first()?;
+    if tag != STREAM_ENTRY_V1 {
+        return None;
+    }
+    let ms = get_varint(&mut rest)?;
+    let seq = get_varint(&mut rest)?;
+    let mut fields = vec![];
+    while !rest.is_empty() {
+        let k = get_bytes(&mut rest)?;
+        let v = get_bytes(&mut rest)?;
+        fields.push((k, v));
+    }
+    Some(StreamEntry {
+        id: StreamId::new(ms, seq),
+        fields,
+    })
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A LEB128 u64 at the start of `b`, advancing it; None if cut short or
+/// longer than 64 bits.
+fn get_varint(b: &mut &[u8]) -> Option<u64> {
+    let mut n = 0u64;
+    for i in 0..10 {
+        let (&byte, rest) = b.split_first()?;
+        *b = rest;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        n |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+/// A length-prefixed string at the start of `b`, advancing it.
+fn get_bytes<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(get_varint(b)?).ok()?;
+    if len > b.len() {
+        return None;
+    }
+    let (s, rest) = b.split_at(len);
+    *b = rest;
+    Some(s)
+}
+
+/// The entry's pairs as a JSON object, in order (a repeated field appears
+/// each time, as XRANGE shows it). Strings are text as text columns are:
+/// invalid UTF-8 replaced; control characters, NUL included, escaped.
+pub fn entry_json(fields: &[(&[u8], &[u8])]) -> String {
+    let size: usize = fields.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let mut out = String::with_capacity(size + 2);
+    out.push('{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(&mut out, k);
+        out.push(':');
+        json_string(&mut out, v);
+    }
+    out.push('}');
+    out
+}
+
+fn json_string(out: &mut String, b: &[u8]) {
+    use std::fmt::Write;
+    out.push('"');
+    for ch in String::from_utf8_lossy(b).chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -311,5 +472,131 @@ mod tests {
                 Null
             ]
         );
+    }
+
+    #[test]
+    fn stream_entries_round_trip() {
+        let big = vec![b'x'; 300];
+        let cases: [(StreamId, Vec<&[u8]>); 4] = [
+            (
+                StreamId::new(1_700_000_000_000, 0),
+                vec![b"a", b"1", b"b", b""],
+            ),
+            (StreamId::new(u64::MAX, u64::MAX), vec![b"", b"\0\xff"]),
+            (StreamId::new(0, 1), vec![b"dup", b"1", b"dup", &big]),
+            (StreamId::new(5, 127), vec![]),
+        ];
+        for (id, flat) in &cases {
+            let enc = encode_stream_entry(*id, flat);
+            let dec = decode_stream_entry(&enc).unwrap();
+            assert_eq!(dec.id, *id);
+            let pairs: Vec<(&[u8], &[u8])> = flat.chunks(2).map(|p| (p[0], p[1])).collect();
+            assert_eq!(dec.fields, pairs);
+        }
+    }
+
+    #[test]
+    fn malformed_stream_entries_decode_to_none() {
+        let good = encode_stream_entry(StreamId::new(1_700_000_000_000, 3), &[b"field", b"value"]);
+        // Every strict prefix is cut short somewhere (past the ID, a field
+        // without its value or a string shorter than its length).
+        for n in 0..good.len() {
+            let cut = &good[..n];
+            let ok = decode_stream_entry(cut).is_some();
+            assert!(!ok || n == 1 + 6 + 1, "prefix {n} decoded");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_stream_entry(&trailing).is_none());
+        assert!(decode_stream_entry(b"plain list element").is_none());
+        assert!(decode_stream_entry(&[
+            STREAM_ENTRY_V1,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0x7f,
+            0
+        ])
+        .is_none());
+        assert!(
+            decode_stream_entry(&[STREAM_ENTRY_V1, 1, 2, 0xff, 0xff, 0xff, 0xff, 0x0f, b'a'])
+                .is_none()
+        );
+        // Arbitrary bytes never panic.
+        let mut x: u32 = 12345;
+        for _ in 0..20_000 {
+            let len = (x % 24) as usize;
+            let mut b = vec![STREAM_ENTRY_V1];
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b.push(x as u8);
+            }
+            let _ = decode_stream_entry(&b);
+        }
+    }
+
+    #[test]
+    fn stream_rows_hold_fields_or_json() {
+        let enc = encode_stream_entry(
+            StreamId::new(1_700_000_000_000, 2),
+            &[
+                b"item",
+                b"7",
+                b"at",
+                b"1700000000",
+                b"item",
+                b"8",
+                b"q\"\n",
+                b"\x01\xff",
+            ],
+        );
+        let json = Arc::new(Rule::parse(&["s", "stream", "ev:{u}", "table=t"]).unwrap());
+        let Some(Op::Append { row, .. }) = appended(&json, 9, b"ev:42", &enc) else {
+            panic!("no row")
+        };
+        use SqlValue::*;
+        assert_eq!(
+            row,
+            [
+                Int(9),
+                Text("42".into()),
+                Text("1700000000000-2".into()),
+                Text(r#"{"item":"7","at":"1700000000","item":"8","q\"\n":"\u0001�"}"#.into())
+            ]
+        );
+        let cols = Arc::new(
+            Rule::parse(&[
+                "s",
+                "stream",
+                "ev:{u}",
+                "table=t",
+                "fields=item:integer,at:timestamp,none",
+            ])
+            .unwrap(),
+        );
+        let Some(Op::Append { row, .. }) = appended(&cols, 10, b"ev:42", &enc) else {
+            panic!("no row")
+        };
+        assert_eq!(
+            row,
+            [
+                Int(10),
+                Text("42".into()),
+                Text("1700000000000-2".into()),
+                Int(8),
+                Timestamp(1_700_000_000_000),
+                Null
+            ]
+        );
+        assert!(appended(&cols, 11, b"ev:42", b"not an entry").is_none());
+        assert!(appended(&cols, 11, b"other", &enc).is_none());
     }
 }

@@ -141,26 +141,27 @@ fn restore(c: &mut Ctx) -> CmdResult {
     }
     c.store.set(key, value, expire.map(|t| t as u64));
     c.notify(class::GENERIC, "restore", key);
-    if let Some(idle) = o.idle {
-        set_idle(c, idle);
-    }
+    set_lru_or_lfu(c, o.idle, o.freq);
     c.out.ok();
     Ok(())
 }
 
-/// IDLETIME: backdates the key's access clock (seconds, modulo 2^16) unless
-/// an LFU policy is in force, where Redis ignores it. FREQ has nothing to set:
-/// Granary keeps one access clock per key, not an LFU counter.
-fn set_idle(c: &mut Ctx, idle: i64) {
-    let lfu = c
-        .server
-        .config
-        .get("maxmemory-policy")
-        .is_some_and(|p| p.ends_with("lfu"));
-    if lfu {
-        return;
-    }
-    let clock = ((c.store.now / 1000) as i64).wrapping_sub(idle) as u16;
+/// Redis's objectSetLRUOrLFU: under an LFU policy FREQ sets the key's LFU
+/// counter, else IDLETIME backdates its access clock (seconds, modulo
+/// 2^16); the other option is ignored.
+fn set_lru_or_lfu(c: &mut Ctx, idle: Option<i64>, freq: Option<i64>) {
+    let now = crate::evict::clock_time(c.store.now);
+    let clock = if c.server.config.hot.lfu.load(Relaxed) {
+        match freq {
+            Some(f) => crate::evict::lfu::with_counter(now, f.clamp(0, 255) as u8),
+            None => return,
+        }
+    } else {
+        match idle {
+            Some(idle) => ((now / 1000) as i64).wrapping_sub(idle) as u16,
+            None => return,
+        }
+    };
     c.store.no_touch = true;
     if let Some(e) = c.store.entry(&c.args[1]) {
         e.set_access_clock(clock);

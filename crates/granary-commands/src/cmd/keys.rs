@@ -645,12 +645,8 @@ fn object_idletime(c: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
-/// Redis's initial LFU counter for a new key.
-const LFU_INIT_VAL: u64 = 5;
-
-/// Granary keeps one access clock per key, not Redis's LFU counter, so FREQ
-/// reports the initial counter decayed by the minutes the key sat idle
-/// (Redis's LFUDecrAndReturn with no hits counted).
+/// The key's LFU counter, decayed to now (under an LFU policy the access
+/// clock is the counter, see `evict::lfu`).
 fn object_freq(c: &mut Ctx) -> CmdResult {
     let now = c.store.now;
     let Some(clock) = object_entry(c).map(|e| e.access_clock()) else {
@@ -663,10 +659,8 @@ fn object_freq(c: &mut Ctx) -> CmdResult {
         )
         .into());
     }
-    let decay = c.server.config.get_int("lfu-decay-time").max(0) as u64;
-    // lfu-decay-time 0 means the counter never decays.
-    let periods = (idle_secs(clock, now) / 60).checked_div(decay).unwrap_or(0);
-    c.out.int(LFU_INIT_VAL.saturating_sub(periods) as i64);
+    let freq = crate::evict::lfu_freq(c.server, clock, now);
+    c.out.int(i64::from(freq));
     Ok(())
 }
 

@@ -370,7 +370,7 @@ fn debug_populate(c: &mut Ctx) -> CmdResult {
     let server = c.server;
     let db = c.client.db;
     let now = granary_keyspace::now_ms();
-    let clock = (now / 1000) as u16;
+    let clock = crate::evict::new_clock(server, now);
     let mut key = prefix.clone();
     for i in 0..count {
         key.truncate(prefix.len());
@@ -427,7 +427,6 @@ fn debug_reload(c: &mut Ctx) -> CmdResult {
                 }
             }
         }
-        let clock = (now / 1000) as u16;
         let mut functions = Vec::new();
         let r = granary_persistence::snapshot::load_with(
             &path,
@@ -437,6 +436,7 @@ fn debug_reload(c: &mut Ctx) -> CmdResult {
             &mut functions,
             |item| {
                 let h = granary_keyspace::hash_bytes(&item.key);
+                let clock = crate::evict::loaded_clock(server, item.access, now);
                 locked.shard(h).db(item.db as usize).insert(
                     h,
                     &item.key,

@@ -363,6 +363,7 @@ fn xadd(c: &mut Ctx) -> CmdResult {
     let fields: Vec<&[u8]> = args[fields_at..].iter().map(|b| &b[..]).collect();
     s.append(id, &fields, lim);
     let trimmed = apply_trim(s, &a);
+    crate::cmd::writebehind::stream_added(c.server, c.store.db, key, id, &fields);
     reply_id(c.out, id);
     touched(c, key, "xadd");
     if trimmed > 0 {

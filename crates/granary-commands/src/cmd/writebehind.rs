@@ -9,8 +9,9 @@ use crate::server::Server;
 use crate::table::{flag::*, Keys, Spec};
 use crate::util::lossy;
 use bytes::Bytes;
+use granary_keyspace::types::stream::StreamId;
 use granary_keyspace::Keyspace;
-use granary_writebehind::rules::{Rule, RuleSet};
+use granary_writebehind::rules::{KeyType, Rule, RuleSet};
 use granary_writebehind::{Settings, Source, WriteBehind};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ static SUBCOMMANDS: &[Spec] = &[
     Spec::new("writebehind|rule", -4, ADM, Keys::None, rule)
         .group(G, "7.4.0")
         .doc("RULE ADD <name> <type> <pattern> table=<t> [options] | RULE DEL <name>."),
+    Spec::new("writebehind|resync", 2, ADM | NO_MULTI, Keys::None, resync)
+        .group(G, "7.4.0")
+        .doc("Queues every existing key a rule maps, so the next flush writes it."),
     Spec::new("writebehind|help", 2, LOADING | STALE, Keys::None, help)
         .group(G, "7.4.0")
         .doc("Returns helpful text about the different subcommands."),
@@ -310,6 +314,53 @@ fn rule(c: &mut Ctx) -> CmdResult {
     Ok(())
 }
 
+/// RESYNC: queues every existing key that a state rule maps (keys that
+/// were there before write-behind or the rule, or that SWAPDB brought in),
+/// one shard and one SCAN step at a time, so commands on other keys keep
+/// running. Replies with the number of keys queued.
+fn resync(c: &mut Ctx) -> CmdResult {
+    let wb = &c.server.writebehind;
+    if !wb.enabled() {
+        return Err("ERR write-behind is off (writebehind-sink is empty)".into());
+    }
+    let rules = wb.rules();
+    let mut dbs: Vec<usize> = rules
+        .rules
+        .iter()
+        .filter(|r| !r.ty.is_append())
+        .map(|r| r.db)
+        .collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    let mut queued = 0i64;
+    for shard in 0..granary_keyspace::SHARDS {
+        for &db in &dbs {
+            let mut cursor = 0;
+            loop {
+                cursor = c.store.with_shard(shard, |s| {
+                    if db >= s.dbs.len() {
+                        return 0;
+                    }
+                    s.db(db).mark_pending_step(cursor, |key, value| {
+                        let mapped = granary_writebehind::model::key_type(value)
+                            .is_some_and(|t| !t.is_append() && rules.find(db, key, t).is_some());
+                        if mapped {
+                            wb.queue(db, key);
+                            queued += 1;
+                        }
+                        mapped
+                    })
+                });
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    c.out.int(queued);
+    Ok(())
+}
+
 fn help(c: &mut Ctx) -> CmdResult {
     const LINES: &[&str] = &[
         "STATUS",
@@ -326,6 +377,8 @@ fn help(c: &mut Ctx) -> CmdResult {
         "    Add a rule (see docs/writebehind.md).",
         "RULE DEL <name>",
         "    Remove a rule.",
+        "RESYNC",
+        "    Queue every existing key a state rule maps; return how many.",
     ];
     crate::cmd::server::reply_help(c.out, "WRITEBEHIND", LINES);
     Ok(())
@@ -340,5 +393,18 @@ pub fn pushed(server: &Server, db: usize, key: &[u8], values: &[Bytes]) {
         server
             .writebehind
             .on_append(db, key, granary_writebehind::rules::KeyType::List, &v);
+    }
+}
+
+/// XADD reports each entry it added here (`fields` flat: field, value,
+/// ...): it becomes one row of a stream rule, even if trimmed, deleted or
+/// expired before the flush. The entry travels as one encoded value
+/// (model::encode_stream_entry), decoded by the flusher.
+#[inline]
+pub fn stream_added(server: &Server, db: usize, key: &[u8], id: StreamId, fields: &[&[u8]]) {
+    let wb = &server.writebehind;
+    if wb.enabled() && wb.rules().find(db, key, KeyType::Stream).is_some() {
+        let entry = granary_writebehind::model::encode_stream_entry(id, fields);
+        wb.on_append(db, key, KeyType::Stream, &[&entry]);
     }
 }

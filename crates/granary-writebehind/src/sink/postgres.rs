@@ -6,7 +6,7 @@
 use super::sqlite::upsert_action;
 use super::{column_error, ident, ident_list, Sink};
 use crate::model::{Op, SqlValue};
-use crate::rules::{ColType, KeyType, Rule};
+use crate::rules::{ColType, Rule};
 use std::fmt::Write;
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls};
@@ -278,7 +278,7 @@ impl Sink for PgSink {
                 }
             }
         }
-        if rule.ty != KeyType::List {
+        if !rule.ty.is_append() {
             return Ok(0);
         }
         let sql = format!(

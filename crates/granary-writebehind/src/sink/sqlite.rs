@@ -3,7 +3,7 @@
 
 use super::{column_error, ident, ident_list, Sink};
 use crate::model::{format_timestamp, Op, SqlValue};
-use crate::rules::{ColType, KeyType, Rule};
+use crate::rules::{ColType, Rule};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, ToSql};
 use std::collections::HashMap;
@@ -117,14 +117,14 @@ impl SqliteSink {
             .columns()
             .iter()
             .map(|c| {
-                if rule.ty == KeyType::List && c.name == rule.id {
+                if rule.ty.is_append() && c.name == rule.id {
                     format!("{} INTEGER PRIMARY KEY", ident(&c.name))
                 } else {
                     format!("{} {}", ident(&c.name), decl(c.ty))
                 }
             })
             .collect();
-        let pk = if rule.ty == KeyType::List {
+        let pk = if rule.ty.is_append() {
             String::new()
         } else {
             format!(", PRIMARY KEY ({})", ident_list(&rule.key_columns()))
@@ -287,7 +287,7 @@ impl Sink for SqliteSink {
         }
         // A rule re-added under the same name may map other columns.
         self.sql.insert(rule.name.clone(), RuleSql::new(rule));
-        if rule.ty != KeyType::List {
+        if !rule.ty.is_append() {
             return Ok(0);
         }
         let sql = format!(

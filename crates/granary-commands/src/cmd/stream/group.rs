@@ -534,8 +534,10 @@ pub(super) fn xclaim(c: &mut Ctx) -> CmdResult {
     if let Some(cons) = g.consumers.get_mut(name) {
         cons.seen_time = now;
     }
+    // A time in the future is bogus: now instead, as Redis. An AOF replay
+    // runs at instant 0 (expiry suspended) and keeps the logged time.
     let time = match o.time {
-        Some(t) if t >= 0 && t <= now as i64 => t as u64,
+        Some(t) if t >= 0 && (t <= now as i64 || now == 0) => t as u64,
         _ => now,
     };
     let mut claimed = Vec::new();
