@@ -97,10 +97,14 @@ fn expire_pass(s: &Server) -> bool {
 }
 
 fn rehash_pass(s: &Server) {
+    let mut courtesy = granary_keyspace::courtesy::Courtesy::default();
     for i in 0..SHARDS {
-        let mut shard = s.keyspace.lock_shard(i);
-        for db in shard.dbs.iter_mut() {
-            db.rehash(REHASH_BATCH);
+        {
+            let mut shard = s.keyspace.lock_shard(i);
+            for db in shard.dbs.iter_mut() {
+                db.rehash(REHASH_BATCH);
+            }
         }
+        courtesy.step();
     }
 }

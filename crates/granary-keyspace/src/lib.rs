@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod compact;
+pub mod courtesy;
 pub mod db;
 pub mod dict;
 pub mod hash;

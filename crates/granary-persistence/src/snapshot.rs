@@ -246,6 +246,7 @@ fn save_db(
 ) -> u64 {
     let mut keys = 0u64;
     let mut buf = Vec::with_capacity(STEP_BYTES * 2);
+    let mut courtesy = granary_keyspace::courtesy::Courtesy::default();
     for shard in 0..SHARDS {
         let mut cursor = 0;
         loop {
@@ -265,6 +266,7 @@ fn save_db(
             }
             keys += n;
             progress.keys_done.fetch_add(n, Relaxed);
+            courtesy.step();
             between();
             emit(&mut buf, out);
             for mut chunk in ks.snapshot().drain_side(db) {
