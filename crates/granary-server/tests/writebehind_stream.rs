@@ -3,12 +3,12 @@
 //! test starts itself (docs/writebehind.md, "Mappings by key type").
 
 mod common;
+mod wb_common;
 
 use common::ServerProc;
 use redis::Commands;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use wb_common::*;
 
 /// Fields kept as typed columns.
 const CLICKS: &str = "clicks stream clicks:{user_id} table=clicks fields=item:item_id:integer,at:clicked_at:timestamp,note";
@@ -17,14 +17,6 @@ const EVENTS: &str = "events stream events:{app} table=events value=doc entry-id
 /// A hash rule whose pattern also matches the stream keys: streams must
 /// not be mirrored (nor their rows deleted) through it.
 const HASHES: &str = "h hash {a}:{b} table=hashes fields=x on-delete=delete";
-
-/// A fresh directory for one test's database file.
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("granary-wbs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Granary writing to `sink` with `rules`; flushes only on WRITEBEHIND
 /// FLUSH unless `interval` is short.
@@ -46,57 +38,6 @@ fn granary(sink: &str, interval: &str, rules: &[&str], extra: &[&str]) -> Server
 fn wb(c: &mut redis::Connection, sub: &str) {
     let r: String = redis::cmd("WRITEBEHIND").arg(sub).query(c).unwrap();
     assert_eq!(r, "OK");
-}
-
-fn flush(c: &mut redis::Connection) {
-    wb(c, "FLUSH");
-}
-
-fn stat(c: &mut redis::Connection, name: &str) -> u64 {
-    let st: BTreeMap<String, String> = redis::cmd("WRITEBEHIND").arg("STATUS").query(c).unwrap();
-    st[name].parse().unwrap()
-}
-
-/// Polls `f` until true, failing after `secs`.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Rows of an SQL query, each column rendered as text.
-trait Db {
-    fn rows(&mut self, sql: &str) -> Vec<Vec<String>>;
-}
-
-struct Sqlite(PathBuf);
-
-impl Db for Sqlite {
-    fn rows(&mut self, sql: &str) -> Vec<Vec<String>> {
-        let c = rusqlite::Connection::open(&self.0).unwrap();
-        let mut st = c.prepare(sql).unwrap();
-        let n = st.column_count();
-        st.query_map([], |r| {
-            (0..n)
-                .map(|i| {
-                    Ok(match r.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
-                        rusqlite::types::ValueRef::Integer(v) => v.to_string(),
-                        rusqlite::types::ValueRef::Real(v) => v.to_string(),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            String::from_utf8_lossy(t).into_owned()
-                        }
-                        rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
-    }
 }
 
 fn xadd(c: &mut redis::Connection, key: &str, id: &str, fields: &[&str]) -> String {
@@ -499,162 +440,6 @@ fn sqlite_kill9_during_flushes_loses_and_duplicates_no_entry() {
         &mut Sqlite(file.clone()),
         &format!("sqlite:{}", file.display()),
     );
-}
-
-// ------------------------------------------------------------ PostgreSQL
-
-/// A throwaway PostgreSQL server: initdb into a temporary directory, run on
-/// a free port, as the `postgres` user when the test runs as root (the
-/// same scaffolding as tests/writebehind.rs). Stopped by PID when dropped.
-struct Postgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// The newest /usr/lib/postgresql/<version>/bin (scripts/test.sh installs
-/// PostgreSQL when it is missing).
-fn pg_bin() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is not installed: run scripts/test.sh or apt-get install postgresql")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    dirs.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    dirs.pop()
-        .expect("no /usr/lib/postgresql/*/bin/initdb: install PostgreSQL")
-}
-
-impl Postgres {
-    fn command(&self, prog: &str) -> std::process::Command {
-        let path = self.bin.join(prog);
-        if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            std::process::Command::new(path)
-        }
-    }
-
-    fn start(name: &str) -> Postgres {
-        let dir = tmpdir(&format!("pg-{name}"));
-        let mut pg = Postgres {
-            bin: pg_bin(),
-            dir,
-            port: common::free_port(),
-            child: None,
-        };
-        if is_root() {
-            let ok = std::process::Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(&pg.dir)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown of the PostgreSQL directory failed");
-        }
-        let out = pg
-            .command("initdb")
-            .arg("-D")
-            .arg(pg.dir.join("data"))
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let child = pg
-            .command("postgres")
-            .arg("-D")
-            .arg(pg.dir.join("data"))
-            .arg("-p")
-            .arg(pg.port.to_string())
-            .arg("-k")
-            .arg(&pg.dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        pg.child = Some(child);
-        wait_until(60, "PostgreSQL to accept connections", || {
-            pg.psql_try("SELECT 1").is_some_and(|r| r == "1")
-        });
-        pg
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres",
-            self.port
-        )
-    }
-
-    fn psql_try(&self, sql: &str) -> Option<String> {
-        let out = std::process::Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
-            .args(["-p", &self.port.to_string()])
-            .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-c", sql])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
-    }
-}
-
-impl Db for Postgres {
-    fn rows(&mut self, sql: &str) -> Vec<Vec<String>> {
-        let text = self
-            .psql_try(sql)
-            .unwrap_or_else(|| panic!("psql failed: {sql}"));
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(|s| s.to_string()).collect())
-            .collect()
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // Fast shutdown by PID (from its pid file), then wait it out.
-        let pidfile = self.dir.join("data/postmaster.pid");
-        let pid = std::fs::read_to_string(pidfile)
-            .ok()
-            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
-        if let Some(pid) = pid {
-            let _ = std::process::Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while PathBuf::from(format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[test]
