@@ -130,13 +130,13 @@ impl Record {
             let record = match kind {
                 MARK => Record::Mark {
                     db: take_u32(&mut body)?,
-                    key: take_bytes(&mut body)?,
+                    key: take_bytes(&mut body)?.to_vec(),
                 },
                 APPEND => Record::Append {
                     id: i64::from_le_bytes(take(&mut body, 8)?.try_into().ok()?),
-                    rule: String::from_utf8(take_bytes(&mut body)?).ok()?,
-                    key: take_bytes(&mut body)?,
-                    value: take_bytes(&mut body)?,
+                    rule: String::from_utf8(take_bytes(&mut body)?.to_vec()).ok()?,
+                    key: take_bytes(&mut body)?.to_vec(),
+                    value: take_bytes(&mut body)?.to_vec(),
                 },
                 EMPTIED => Record::Emptied {
                     db: take_u32(&mut body)?,
@@ -149,12 +149,13 @@ impl Record {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+/// A length-prefixed byte string (also the pending arenas' layout).
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
 
-fn take<'a>(body: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+pub(crate) fn take<'a>(body: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     if body.len() < n {
         return None;
     }
@@ -163,13 +164,13 @@ fn take<'a>(body: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(head)
 }
 
-fn take_u32(body: &mut &[u8]) -> Option<u32> {
+pub(crate) fn take_u32(body: &mut &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(take(body, 4)?.try_into().ok()?))
 }
 
-fn take_bytes(body: &mut &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn take_bytes<'a>(body: &mut &'a [u8]) -> Option<&'a [u8]> {
     let n = take_u32(body)? as usize;
-    take(body, n).map(<[u8]>::to_vec)
+    take(body, n)
 }
 
 /// Records appended in memory and not yet written, by segment.

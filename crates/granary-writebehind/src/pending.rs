@@ -11,6 +11,7 @@
 //! Both are kept in flat byte arenas, not one allocation per key or row:
 //! queueing is on the command path.
 
+use crate::journal::{put_bytes as put, take, take_bytes, take_u32};
 use crate::rules::Rule;
 use foldhash::{HashSet, HashSetExt};
 use std::sync::Arc;
@@ -126,29 +127,6 @@ impl AppendLog {
             self.push(a.rule, a.id, a.key, a.value);
         }
     }
-}
-
-fn put(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
-}
-
-fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if rest.len() < n {
-        return None;
-    }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Some(head)
-}
-
-fn take_u32(rest: &mut &[u8]) -> Option<u32> {
-    Some(u32::from_le_bytes(take(rest, 4)?.try_into().ok()?))
-}
-
-fn take_bytes<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let n = take_u32(rest)? as usize;
-    take(rest, n)
 }
 
 #[derive(Default)]
