@@ -24,6 +24,7 @@
 //! segment held nothing acknowledged and is dropped. A bad frame anywhere
 //! else is corruption, and start-up stops with the file and offset.
 
+use crate::CacheLine;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -181,6 +182,15 @@ struct Buffer {
     data: Vec<u8>,
     /// Sealed segments whose last records are not written yet.
     sealed: Vec<(u64, Vec<u8>)>,
+    /// The buffer last written out, emptied, for `data` next: appends
+    /// then reuse its capacity instead of growing a new Vec each time.
+    spare: Vec<u8>,
+}
+
+struct Tail {
+    buf: Mutex<Buffer>,
+    /// Bytes appended since start.
+    appended: AtomicU64,
 }
 
 /// The segment file being written.
@@ -193,10 +203,10 @@ struct Segment {
 
 pub struct Journal {
     dir: PathBuf,
-    buf: Mutex<Buffer>,
+    /// What every append writes, on a cache line of its own.
+    tail: CacheLine<Tail>,
     file: Mutex<Option<Segment>>,
-    /// Bytes appended / written / fsynced since start.
-    appended: AtomicU64,
+    /// Bytes written / fsynced since start.
     written: AtomicU64,
     synced: AtomicU64,
     /// The last write or fsync error, for INFO (empty: none).
@@ -230,12 +240,14 @@ impl Journal {
         let next = segments.last().map_or(1, |(seq, _)| seq + 1);
         let journal = Journal {
             dir: dir.to_path_buf(),
-            buf: Mutex::new(Buffer {
-                seq: next,
-                ..Buffer::default()
+            tail: CacheLine(Tail {
+                buf: Mutex::new(Buffer {
+                    seq: next,
+                    ..Buffer::default()
+                }),
+                appended: AtomicU64::new(0),
             }),
             file: Mutex::new(None),
-            appended: AtomicU64::new(0),
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
@@ -246,18 +258,18 @@ impl Journal {
     /// Appends a record (the caller holds the pending lock, so records are
     /// in the pending set's order).
     pub fn append(&self, r: RecordRef<'_>) {
-        let mut b = self.buf.lock();
+        let mut b = self.tail.buf.lock();
         let before = b.data.len();
         r.encode(&mut b.data);
         let n = (b.data.len() - before) as u64;
-        self.appended.fetch_add(n, Relaxed);
+        self.tail.appended.fetch_add(n, Relaxed);
     }
 
     /// Ends the current segment: records appended from now on belong to
     /// the next. Returns the sealed segment's number (the caller holds the
     /// pending lock and has just taken everything pending).
     pub fn seal(&self) -> u64 {
-        let mut b = self.buf.lock();
+        let mut b = self.tail.buf.lock();
         let seq = b.seq;
         let data = std::mem::take(&mut b.data);
         if !data.is_empty() {
@@ -270,7 +282,7 @@ impl Journal {
     /// Everything appended is written (and fsynced with `always`)? Cheap
     /// when there is nothing to do: two relaxed loads.
     pub fn wait_durable(&self, always: bool) {
-        let target = self.appended.load(Relaxed);
+        let target = self.tail.appended.load(Relaxed);
         let have = if always { &self.synced } else { &self.written };
         if have.load(Relaxed) >= target {
             return;
@@ -287,7 +299,7 @@ impl Journal {
 
     /// Writes what is buffered (the background thread, every 100 ms).
     pub fn write_pending(&self) {
-        if self.written.load(Relaxed) < self.appended.load(Relaxed) {
+        if self.written.load(Relaxed) < self.tail.appended.load(Relaxed) {
             self.write_out(&mut self.file.lock());
         }
     }
@@ -326,36 +338,53 @@ impl Journal {
     /// Something appended is not yet written or not yet fsynced.
     #[inline]
     pub fn unwritten_or_unsynced(&self) -> bool {
-        self.synced.load(Relaxed) < self.appended.load(Relaxed)
+        self.synced.load(Relaxed) < self.tail.appended.load(Relaxed)
     }
 
     /// Writes the buffer out, each segment's part to its file, one frame
     /// per part. The caller holds the file lock.
     fn write_out(&self, f: &mut Option<Segment>) {
-        let (parts, end) = {
-            let mut b = self.buf.lock();
-            let mut parts = std::mem::take(&mut b.sealed);
-            if !b.data.is_empty() {
-                parts.push((b.seq, std::mem::take(&mut b.data)));
-            }
-            (parts, self.appended.load(Relaxed))
+        let (mut parts, seq, data, end) = {
+            let mut b = self.tail.buf.lock();
+            let spare = std::mem::take(&mut b.spare);
+            let data = std::mem::replace(&mut b.data, spare);
+            let sealed = std::mem::take(&mut b.sealed);
+            (sealed, b.seq, data, self.tail.appended.load(Relaxed))
         };
+        let mut failed = None;
         for (i, (seq, data)) in parts.iter().enumerate() {
-            if let Err((path, e)) = self.write_frame(f, *seq, data) {
+            if let Err(e) = self.write_frame(f, *seq, data) {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        if failed.is_none() && !data.is_empty() {
+            if let Err(e) = self.write_frame(f, seq, &data) {
+                failed = Some((parts.len(), e));
+            }
+        }
+        let mut b = self.tail.buf.lock();
+        match failed {
+            None => {
+                self.written.store(end, Relaxed);
+                self.last_error.lock().clear();
+                let mut data = data;
+                data.clear();
+                b.spare = data;
+            }
+            Some((i, (path, e))) => {
                 // The records stay in memory, in order, and are retried;
                 // the replies waiting for them still go out (as Redis
                 // does when an AOF write fails with appendfsync no).
                 self.failed(&path, "write", &e);
-                let mut b = self.buf.lock();
-                let mut retry = parts;
-                retry.drain(..i);
-                retry.append(&mut b.sealed);
-                b.sealed = retry;
-                return;
+                parts.drain(..i);
+                if !data.is_empty() {
+                    parts.push((seq, data));
+                }
+                parts.append(&mut b.sealed);
+                b.sealed = parts;
             }
         }
-        self.written.store(end, Relaxed);
-        self.last_error.lock().clear();
     }
 
     fn write_frame(

@@ -83,6 +83,30 @@ pub struct Progress {
     pub failed: u64,
 }
 
+/// Keeps its contents on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct CacheLine<T>(pub T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The state the write path changes on every queued key or pushed row,
+/// together and apart from the fields every write command only reads
+/// (`enabled`, the rules, the limits): on a shared line, each push on one
+/// core evicted those from the other core's cache.
+#[derive(Default)]
+struct Hot {
+    pending: Mutex<Pending>,
+    /// Mirror of the pending count, for lock-free readers.
+    pending_rows: AtomicU64,
+    next_id: AtomicI64,
+}
+
 pub struct WriteBehind {
     /// Started: a sink is configured and the journal is recovered (hooks
     /// stay off while the dataset loads: the journal already holds what
@@ -96,16 +120,17 @@ pub struct WriteBehind {
     rules: ArcSwap<RuleSet>,
     /// Bumped when the rules change, so the flusher prepares new tables.
     pub rules_version: AtomicU64,
-    pending: Mutex<Pending>,
-    /// Mirror of the pending count, for cheap checks on the write path.
-    pending_rows: AtomicU64,
+    /// What every queued key or pushed row writes.
+    hot: CacheLine<Hot>,
+    /// The backlog is at writebehind-max-pending: what every write
+    /// command reads, changed only when that flips.
+    full: AtomicBool,
     /// Rows taken by the flush in progress, pending until committed, and
     /// when the oldest of them arrived.
     inflight_rows: AtomicU64,
     /// The journal segment sealed when the batch in flight was taken.
     inflight_sealed: AtomicU64,
     inflight_oldest: Mutex<Option<Instant>>,
-    next_id: AtomicI64,
     pub settings: RwLock<Settings>,
     /// Copies of settings read on the write path.
     max_pending: AtomicU64,
@@ -139,12 +164,14 @@ impl WriteBehind {
             journal: OnceLock::new(),
             rules: ArcSwap::from_pointee(rules),
             rules_version: AtomicU64::new(1),
-            pending: Mutex::default(),
-            pending_rows: AtomicU64::new(0),
+            hot: CacheLine(Hot {
+                next_id: AtomicI64::new(now_us),
+                ..Hot::default()
+            }),
+            full: AtomicBool::new(false),
             inflight_rows: AtomicU64::new(0),
             inflight_sealed: AtomicU64::new(0),
             inflight_oldest: Mutex::new(None),
-            next_id: AtomicI64::new(now_us),
             settings: RwLock::new(Settings::default()),
             max_pending: AtomicU64::new(0),
             batch_size: AtomicU64::new(0),
@@ -195,7 +222,7 @@ impl WriteBehind {
     /// again: their segments stay until the batch holding them commits).
     fn recover(&self, records: Vec<Record>) -> usize {
         let rules = self.rules();
-        let mut p = self.pending.lock();
+        let mut p = self.hot.pending.lock();
         let mut dropped = 0u64;
         for r in records {
             match r {
@@ -224,7 +251,8 @@ impl WriteBehind {
             tracing::warn!("write-behind: {msg}");
             *self.stats.last_error.lock() = msg;
         }
-        self.pending_rows.store(p.rows as u64, Relaxed);
+        self.hot.pending_rows.store(p.rows as u64, Relaxed);
+        self.refresh_full();
         p.rows
     }
 
@@ -268,6 +296,7 @@ impl WriteBehind {
 
     pub fn set_settings(&self, s: Settings) {
         self.max_pending.store(s.max_pending, Relaxed);
+        self.refresh_full();
         self.batch_size.store(s.batch_size as u64, Relaxed);
         self.overflow_accept.store(s.overflow_accept, Relaxed);
         *self.settings.write() = s;
@@ -287,12 +316,12 @@ impl WriteBehind {
 
     /// Rows not committed yet: waiting, or being written now.
     pub fn pending_rows(&self) -> u64 {
-        self.pending_rows.load(Relaxed) + self.inflight_rows.load(Relaxed)
+        self.hot.pending_rows.load(Relaxed) + self.inflight_rows.load(Relaxed)
     }
 
     /// Milliseconds the oldest change not committed yet has waited.
     pub fn oldest_pending_age_ms(&self) -> u64 {
-        let waiting = self.pending.lock().oldest;
+        let waiting = self.hot.pending.lock().oldest;
         let inflight = *self.inflight_oldest.lock();
         let oldest = match (waiting, inflight) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -305,12 +334,26 @@ impl WriteBehind {
         self.pending_rows() >= self.max_pending.load(Relaxed)
     }
 
+    /// Sets `full` after the counts or the limit changed. Two racing
+    /// refreshes can leave it stale: a stale `true` is checked against the
+    /// counts (`refusing`), a stale `false` lasts until the next queued
+    /// change refreshes it.
+    fn refresh_full(&self) {
+        let full = self.over_limit();
+        if self.full.load(Relaxed) != full {
+            self.full.store(full, Relaxed);
+        }
+    }
+
     /// Writes to mapped keys are being refused now (the backlog is full
     /// and overflow is not accepted): a few relaxed loads, so the write
     /// path looks at keys only then.
     #[inline]
     pub fn refusing(&self) -> bool {
-        self.enabled() && self.over_limit() && !self.overflow_accept.load(Relaxed)
+        self.enabled()
+            && self.full.load(Relaxed)
+            && self.over_limit()
+            && !self.overflow_accept.load(Relaxed)
     }
 
     /// Whether a write to `key` must be refused because the backlog is
@@ -348,7 +391,7 @@ impl WriteBehind {
 
     /// Queues a changed key that `maps` accepted.
     pub fn queue(&self, db: usize, key: &[u8]) {
-        let mut p = self.pending.lock();
+        let mut p = self.hot.pending.lock();
         p.mark(db, key);
         self.journal(RecordRef::Mark { db: db as u32, key });
         self.counted(&p);
@@ -365,9 +408,9 @@ impl WriteBehind {
         let Some(rule) = rule else {
             return;
         };
-        let mut p = self.pending.lock();
+        let mut p = self.hot.pending.lock();
         for v in values {
-            let id = self.next_id.fetch_add(1, Relaxed);
+            let id = self.hot.next_id.fetch_add(1, Relaxed);
             self.journal(RecordRef::Append {
                 id,
                 rule: &rule.name,
@@ -387,7 +430,7 @@ impl WriteBehind {
         if !self.rules.load().rules.iter().any(|r| r.db == db) {
             return;
         }
-        let mut p = self.pending.lock();
+        let mut p = self.hot.pending.lock();
         p.emptied(db);
         self.journal(RecordRef::Emptied { db: db as u32 });
         self.counted(&p);
@@ -397,7 +440,8 @@ impl WriteBehind {
     /// and counts writes accepted past the limit.
     fn counted(&self, p: &Pending) {
         let rows = p.rows as u64;
-        let before = self.pending_rows.swap(rows, Relaxed);
+        let before = self.hot.pending_rows.swap(rows, Relaxed);
+        self.refresh_full();
         if self.over_limit() {
             self.stats.at_risk.fetch_add(1, Relaxed);
         }
@@ -414,7 +458,7 @@ impl WriteBehind {
 
     /// Makes ids of new rows larger than `id` (ids found in a table).
     pub fn ids_above(&self, id: i64) {
-        self.next_id.fetch_max(id + 1, Relaxed);
+        self.hot.next_id.fetch_max(id + 1, Relaxed);
     }
 
     pub fn progress(&self) -> Progress {
@@ -448,14 +492,14 @@ impl WriteBehind {
     }
 
     fn take_pending(&self) -> Pending {
-        let mut p = self.pending.lock();
+        let mut p = self.hot.pending.lock();
         let taken = p.take();
         if let Some(j) = self.journal.get() {
             self.inflight_sealed.store(j.seal(), Relaxed);
         }
         self.inflight_rows.store(taken.rows as u64, Relaxed);
         *self.inflight_oldest.lock() = taken.oldest;
-        self.pending_rows.store(0, Relaxed);
+        self.hot.pending_rows.store(0, Relaxed);
         taken
     }
 
@@ -470,12 +514,13 @@ impl WriteBehind {
     fn nothing_inflight(&self) {
         self.inflight_rows.store(0, Relaxed);
         *self.inflight_oldest.lock() = None;
+        self.refresh_full();
     }
 
     fn requeue(&self, old: Pending) {
-        let mut p = self.pending.lock();
+        let mut p = self.hot.pending.lock();
         p.requeue(old);
-        self.pending_rows.store(p.rows as u64, Relaxed);
+        self.hot.pending_rows.store(p.rows as u64, Relaxed);
         // Not committed: its journal segments stay.
         self.nothing_inflight();
     }

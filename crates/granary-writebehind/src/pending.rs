@@ -8,26 +8,79 @@
 //! its row id, so a batch written twice (a retry after a failure) inserts
 //! nothing twice.
 //!
-//! Both are kept in flat byte arenas, not one allocation per key or row:
-//! queueing is on the command path.
+//! Both are kept in byte arenas, not one allocation per key or row:
+//! queueing is on the command path. An arena is a list of fixed-size
+//! chunks rather than one growing Vec, which would copy everything pending
+//! (and fault in fresh pages) at each doubling while the command holds its
+//! shard lock; chunks of a flushed batch go to a small pool for the next.
 
 use crate::journal::{put_bytes as put, take, take_bytes, take_u32};
 use crate::rules::Rule;
 use foldhash::{HashSet, HashSetExt};
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
+
+const CHUNK: usize = 256 * 1024;
+/// Chunks kept for reuse (16 MiB): about a second of pushes at full speed.
+const POOL_MAX: usize = 64;
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Records appended to chunks; a record never straddles two chunks.
+#[derive(Default)]
+struct Chunks {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Chunks {
+    /// The chunk a record of `n` bytes goes to (a record larger than a
+    /// chunk gets one of its own).
+    fn room(&mut self, n: usize) -> &mut Vec<u8> {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= n);
+        if !fits {
+            let chunk = match n <= CHUNK {
+                true => POOL.lock().pop(),
+                false => None,
+            };
+            self.chunks
+                .push(chunk.unwrap_or_else(|| Vec::with_capacity(n.max(CHUNK))));
+        }
+        let last = self.chunks.len() - 1;
+        &mut self.chunks[last]
+    }
+
+    fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.chunks.iter().map(|c| &c[..])
+    }
+}
+
+impl Drop for Chunks {
+    fn drop(&mut self) {
+        let mut pool = POOL.lock();
+        for mut c in self.chunks.drain(..) {
+            if c.capacity() == CHUNK && pool.len() < POOL_MAX {
+                c.clear();
+                pool.push(c);
+            }
+        }
+    }
+}
 
 /// Queued keys: `db: u32, len: u32, key` records, in arrival order.
 #[derive(Default)]
 pub struct KeyLog {
-    bytes: Vec<u8>,
+    bytes: Chunks,
     len: usize,
 }
 
 impl KeyLog {
     fn push(&mut self, db: usize, key: &[u8]) {
-        self.bytes.extend_from_slice(&(db as u32).to_le_bytes());
-        put(&mut self.bytes, key);
+        let out = self.bytes.room(8 + key.len());
+        out.extend_from_slice(&(db as u32).to_le_bytes());
+        put(out, key);
         self.len += 1;
     }
 
@@ -41,16 +94,18 @@ impl KeyLog {
 
     /// (database, key) in arrival order, repeats included.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
-        let mut rest = &self.bytes[..];
-        std::iter::from_fn(move || {
-            let db = take_u32(&mut rest)? as usize;
-            Some((db, take_bytes(&mut rest)?))
+        self.bytes.slices().flat_map(|mut rest| {
+            std::iter::from_fn(move || {
+                let db = take_u32(&mut rest)? as usize;
+                Some((db, take_bytes(&mut rest)?))
+            })
         })
     }
 
     fn append(&mut self, other: &KeyLog) {
-        self.bytes.extend_from_slice(&other.bytes);
-        self.len += other.len;
+        for (db, key) in other.iter() {
+            self.push(db, key);
+        }
     }
 
     /// Drops the keys of database `db`.
@@ -75,7 +130,7 @@ pub struct Appended<'a> {
 /// records, in push order.
 #[derive(Default)]
 pub struct AppendLog {
-    bytes: Vec<u8>,
+    bytes: Chunks,
     rules: Vec<Arc<Rule>>,
     len: usize,
 }
@@ -90,10 +145,11 @@ impl AppendLog {
                 self.rules.len() - 1
             }
         };
-        self.bytes.extend_from_slice(&(index as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&id.to_le_bytes());
-        put(&mut self.bytes, key);
-        put(&mut self.bytes, value);
+        let out = self.bytes.room(20 + key.len() + value.len());
+        out.extend_from_slice(&(index as u32).to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+        put(out, key);
+        put(out, value);
         self.len += 1;
     }
 
@@ -107,17 +163,18 @@ impl AppendLog {
 
     /// The rows in push order.
     pub fn iter(&self) -> impl Iterator<Item = Appended<'_>> {
-        let mut rest = &self.bytes[..];
-        std::iter::from_fn(move || {
-            let rule = self.rules.get(take_u32(&mut rest)? as usize)?;
-            let id = i64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
-            let key = take_bytes(&mut rest)?;
-            let value = take_bytes(&mut rest)?;
-            Some(Appended {
-                rule,
-                id,
-                key,
-                value,
+        self.bytes.slices().flat_map(move |mut rest| {
+            std::iter::from_fn(move || {
+                let rule = self.rules.get(take_u32(&mut rest)? as usize)?;
+                let id = i64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
+                let key = take_bytes(&mut rest)?;
+                let value = take_bytes(&mut rest)?;
+                Some(Appended {
+                    rule,
+                    id,
+                    key,
+                    value,
+                })
             })
         })
     }
@@ -258,6 +315,42 @@ mod tests {
         assert_eq!(p.rows, 4);
         let keys: Vec<(usize, &[u8])> = p.keys.iter().collect();
         assert_eq!(keys, [(1, &b"z"[..])]);
+    }
+
+    #[test]
+    fn records_survive_chunk_boundaries() {
+        // Enough rows for several chunks, sizes that end chunks at odd
+        // places, and one value larger than a chunk.
+        let r = rule();
+        let big = vec![7u8; CHUNK + 3];
+        let value = |i: usize| -> Vec<u8> {
+            match i {
+                5000 => big.clone(),
+                _ => vec![(i % 251) as u8; i % 97],
+            }
+        };
+        let mut log = AppendLog::default();
+        let mut keys = KeyLog::default();
+        for i in 0..20_000 {
+            log.push(&r, i as i64, format!("l:{i}").as_bytes(), &value(i));
+            keys.push(i % 16, format!("k{i}").as_bytes());
+        }
+        assert!(log.bytes.chunks.len() > 3, "the test should span chunks");
+        let mut n = 0;
+        for (i, a) in log.iter().enumerate() {
+            assert_eq!((a.id, a.key), (i as i64, format!("l:{i}").as_bytes()));
+            assert_eq!(a.value, &value(i)[..]);
+            n += 1;
+        }
+        assert_eq!(n, 20_000);
+        let got: Vec<(usize, Vec<u8>)> = keys.iter().map(|(d, k)| (d, k.to_vec())).collect();
+        let want: Vec<(usize, Vec<u8>)> = (0..20_000)
+            .map(|i| (i % 16, format!("k{i}").into_bytes()))
+            .collect();
+        assert_eq!(got, want);
+        keys.drop_db(3);
+        assert_eq!(keys.len(), 20_000 - 1250);
+        assert!(keys.iter().all(|(d, _)| d != 3));
     }
 
     #[test]
