@@ -14,7 +14,10 @@ and the command path's throughput with write-behind on vs off.
    marking keys, the journal) and flushing every second (adding the
    flusher's and the database's CPU, on the same cores); prints each and
    the slowdown, and the rows per second the flusher committed while
-   redis-benchmark was loading the server.
+   redis-benchmark was loading the server. Beside throughput it prints
+   the CPU time of the threads that run commands per request: the command
+   path's own cost, which the flusher and the database (sharing the 2
+   cores) do not blur.
 
 Needs redis-py and redis-benchmark. PostgreSQL runs only with --pg (an
 existing server: scripts never assume one, so start your own, e.g. as the
@@ -97,13 +100,44 @@ def rows_per_second(sink, rows, tag):
         stop(proc)
 
 
-def benchmark(port, n):
-    out = subprocess.run(
-        ["redis-benchmark", "-p", str(port), "-t", "set,lpush", "-n", str(n),
-         "-P", "16", "-r", "100000", "-q"],
-        capture_output=True, text=True, check=True).stdout
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"(\w+): ([\d.]+) requests per second", out)}
+# redis-benchmark's LPUSH test pushes to one key; "LPUSH random" spreads
+# the pushes over 100k lists, as the click log does.
+TESTS = {
+    "SET": ["-t", "set"],
+    "LPUSH": ["-t", "lpush"],
+    "LPUSH random": ["lpush", "mylist:__rand_int__", "v"],
+}
+
+
+def worker_cpu_ticks(pid):
+    """CPU ticks of the threads that run commands (tokio-rt-worker): the
+    command path's own cost, without the flusher's and the database's."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if task.joinpath("comm").read_text().strip() != "tokio-rt-worker":
+                continue
+            fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def benchmark(proc, port, n):
+    """Per test: (requests per second, worker CPU ns per request)."""
+    tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+    results = {}
+    for test, args in TESTS.items():
+        before = worker_cpu_ticks(proc.pid)
+        out = subprocess.run(
+            ["redis-benchmark", "-p", str(port), "-n", str(n), "-P", "16", "-r", "100000",
+             "-q", *args],
+            capture_output=True, text=True, check=True).stdout
+        ns = (worker_cpu_ticks(proc.pid) - before) * tick_ns / n
+        rps = float(re.findall(r"([\d.]+) requests per second", out)[-1])
+        results[test] = (rps, ns)
+    return results
 
 
 def flushed_rows(r):
@@ -113,20 +147,21 @@ def flushed_rows(r):
 def command_path(sink, n):
     proc, port = start()
     try:
-        off = benchmark(port, n)
+        off = benchmark(proc, port, n)
     finally:
         stop(proc)
-    rules = ["s string key:{id} table=bench_kv value=v", "l list {name} table=bench_list"]
+    rules = ["s string key:{id} table=bench_kv value=v", "l list {name} table=bench_list",
+             "m list mylist:{n} table=bench_lists"]
     proc, port = start(sink, rules)
     try:
         r = redis.Redis(port=port)
         r.execute_command("WRITEBEHIND", "FLUSH")  # tables created
         r.execute_command("WRITEBEHIND", "PAUSE")
-        paused = benchmark(port, n)
+        paused = benchmark(proc, port, n)
         r.execute_command("WRITEBEHIND", "FLUSH")
         r.execute_command("WRITEBEHIND", "RESUME")
         before, t = flushed_rows(r), time.time()
-        on = benchmark(port, n)
+        on = benchmark(proc, port, n)
         under_load = (flushed_rows(r) - before) / (time.time() - t)
         r.execute_command("WRITEBEHIND", "FLUSH")
     finally:
@@ -149,11 +184,14 @@ def main():
         print(f"{name}: {a.rows} rows flushed in {dt:.2f}s = {rps:,.0f} rows/s")
     for name, sink in sinks:
         off, paused, on, under_load = command_path(sink, a.requests)
-        for test in off:
-            slow = lambda x: 100 * (1 - x.get(test, 0) / off[test])
-            print(f"{test}: write-behind off {off[test]:,.0f} req/s; on ({name}) flushing paused "
-                  f"{paused.get(test, 0):,.0f} req/s ({slow(paused):+.1f}% slower), flushing "
-                  f"{on.get(test, 0):,.0f} req/s ({slow(on):+.1f}% slower)")
+        for test, (rps, ns) in off.items():
+            slow = lambda x: 100 * (1 - x[test][0] / rps)
+            more = lambda x: 100 * (x[test][1] / ns - 1)
+            print(f"{test}: write-behind off {rps:,.0f} req/s, {ns:,.0f} ns/req of worker CPU; "
+                  f"on ({name}), flushing paused: {paused[test][0]:,.0f} req/s "
+                  f"({slow(paused):+.1f}% slower), {paused[test][1]:,.0f} ns/req "
+                  f"({more(paused):+.1f}%); flushing: {on[test][0]:,.0f} req/s "
+                  f"({slow(on):+.1f}% slower), {on[test][1]:,.0f} ns/req ({more(on):+.1f}%)")
         print(f"{name}: {under_load:,.0f} rows/s committed while redis-benchmark loaded the server")
 
 

@@ -6,7 +6,7 @@
 //! the next attempt waits with exponential backoff.
 
 use crate::model::{self, key_type, Op};
-use crate::pending::Pending;
+use crate::pending::Batch;
 use crate::rules::RuleSet;
 use crate::sink::{self, Sink};
 use crate::WriteBehind;
@@ -192,9 +192,9 @@ fn write_chunks(
 /// changed key as it is now, then the appended rows in push order. Reading
 /// a key clears its pending bit under its shard lock, so a write after the
 /// read queues it again and a write before it is in what was read.
-pub fn operations(p: &Pending, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
+pub fn operations(p: &Batch, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
     let mut ops = vec![];
-    for &db in &p.emptied {
+    for db in p.emptied() {
         for rule in rules.rules.iter().filter(|r| r.db == db && r.delete_rows) {
             ops.push(Op::Truncate { rule: rule.clone() });
         }
@@ -227,7 +227,7 @@ pub fn operations(p: &Pending, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
             }
         }
     }
-    for a in p.appended.iter() {
+    for a in p.appended() {
         ops.extend(model::appended(a.rule, a.id, a.key, a.value));
     }
     ops
@@ -252,6 +252,7 @@ fn deleted(ops: &mut Vec<Op>, rules: &RuleSet, db: usize, key: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pending::Pending;
     use granary_keyspace::{StrValue, Value};
 
     #[test]
@@ -281,7 +282,7 @@ mod tests {
         p.mark(0, b"keep:3"); // gone, but its rule keeps rows
         p.mark(0, b"name:1"); // queued twice: read once
         p.append(&rules.rules[2], 9, b"log:u", b"v");
-        let mut ops = operations(&p, &rules, &ks);
+        let mut ops = operations(&p.into(), &rules, &ks);
         // Read: the next write to it queues it again.
         assert!(!ks.lock_shard(shard_of(h)).db(0).is_pending(h, b"name:1"));
         ops.sort_by_key(|o| format!("{o:?}"));
@@ -304,7 +305,7 @@ mod tests {
         );
         let mut p = Pending::default();
         p.emptied(0);
-        let ops = operations(&p, &rules, &ks);
+        let ops = operations(&p.into(), &rules, &ks);
         assert_eq!(ops.len(), 1);
         assert!(matches!(&ops[0], Op::Truncate { rule } if rule.table == "names"));
     }

@@ -24,7 +24,7 @@
 //! segment held nothing acknowledged and is dropped. A bad frame anywhere
 //! else is corruption, and start-up stops with the file and offset.
 
-use crate::CacheLine;
+use crate::{CacheLine, SLOTS};
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -187,10 +187,14 @@ struct Buffer {
     spare: Vec<u8>,
 }
 
+/// One writing thread's records (see [`crate::slot`]), on cache lines of
+/// their own: appends from two cores never share a lock or a line.
+#[derive(Default)]
 struct Tail {
     buf: Mutex<Buffer>,
-    /// Bytes appended since start.
+    /// Bytes appended to / written out of this tail since start.
     appended: AtomicU64,
+    written: AtomicU64,
 }
 
 /// The segment file being written.
@@ -203,12 +207,13 @@ struct Segment {
 
 pub struct Journal {
     dir: PathBuf,
-    /// What every append writes, on a cache line of its own.
-    tail: CacheLine<Tail>,
+    tails: Box<[CacheLine<Tail>]>,
+    /// The segment being filled (sealing moves every tail to the next).
+    seq: AtomicU64,
     file: Mutex<Option<Segment>>,
-    /// Bytes written / fsynced since start.
-    written: AtomicU64,
-    synced: AtomicU64,
+    /// Write-outs done / the write-out count at the last fsync.
+    writes: AtomicU64,
+    synced_writes: AtomicU64,
     /// The last write or fsync error, for INFO (empty: none).
     pub last_error: Mutex<String>,
 }
@@ -219,6 +224,38 @@ pub struct Recovered {
     pub segments: usize,
     /// A torn frame was dropped from the end of the last segment.
     pub torn_tail: bool,
+}
+
+/// A part of one tail taken for writing: its segment and its bytes.
+struct Part {
+    tail: usize,
+    seq: u64,
+    data: Vec<u8>,
+}
+
+/// Sealing in progress: holds the file lock, so no frame is written until
+/// every tail is sealed and every frame of the old segment goes out before
+/// any of the new one.
+pub struct Sealing<'a> {
+    journal: &'a Journal,
+    _file: parking_lot::MutexGuard<'a, Option<Segment>>,
+    /// The segment being sealed.
+    pub sealed: u64,
+}
+
+impl Sealing<'_> {
+    /// Seals tail `slot`: its records so far belong to the sealed segment,
+    /// later ones to the next. The caller holds that slot's pending lock
+    /// and has just taken its pending set.
+    pub fn seal(&self, slot: usize) {
+        let mut b = self.journal.tails[slot].buf.lock();
+        let data = std::mem::take(&mut b.data);
+        if !data.is_empty() {
+            let seq = b.seq;
+            b.sealed.push((seq, data));
+        }
+        b.seq = self.sealed + 1;
+    }
 }
 
 impl Journal {
@@ -238,57 +275,74 @@ impl Journal {
             recovered.torn_tail |= read_segment(path, last, &mut recovered.records)?;
         }
         let next = segments.last().map_or(1, |(seq, _)| seq + 1);
+        let tails = (0..SLOTS)
+            .map(|_| {
+                CacheLine(Tail {
+                    buf: Mutex::new(Buffer {
+                        seq: next,
+                        ..Buffer::default()
+                    }),
+                    ..Tail::default()
+                })
+            })
+            .collect();
         let journal = Journal {
             dir: dir.to_path_buf(),
-            tail: CacheLine(Tail {
-                buf: Mutex::new(Buffer {
-                    seq: next,
-                    ..Buffer::default()
-                }),
-                appended: AtomicU64::new(0),
-            }),
+            tails,
+            seq: AtomicU64::new(next),
             file: Mutex::new(None),
-            written: AtomicU64::new(0),
-            synced: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            synced_writes: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
         };
         Ok((journal, recovered))
     }
 
-    /// Appends a record (the caller holds the pending lock, so records are
-    /// in the pending set's order).
-    pub fn append(&self, r: RecordRef<'_>) {
-        let mut b = self.tail.buf.lock();
+    /// Appends a record to tail `slot` (the caller holds that slot's
+    /// pending lock, so the tail's records are in its pending set's order).
+    pub fn append(&self, slot: usize, r: RecordRef<'_>) {
+        let t = &self.tails[slot];
+        let mut b = t.buf.lock();
         let before = b.data.len();
         r.encode(&mut b.data);
         let n = (b.data.len() - before) as u64;
-        self.tail.appended.fetch_add(n, Relaxed);
+        t.appended.store(t.appended.load(Relaxed) + n, Relaxed);
     }
 
-    /// Ends the current segment: records appended from now on belong to
-    /// the next. Returns the sealed segment's number (the caller holds the
-    /// pending lock and has just taken everything pending).
-    pub fn seal(&self) -> u64 {
-        let mut b = self.tail.buf.lock();
-        let seq = b.seq;
-        let data = std::mem::take(&mut b.data);
-        if !data.is_empty() {
-            b.sealed.push((seq, data));
+    /// Starts ending the current segment (see [`Sealing`]).
+    pub fn begin_seal(&self) -> Sealing<'_> {
+        let file = self.file.lock();
+        let sealed = self.seq.fetch_add(1, Relaxed);
+        Sealing {
+            journal: self,
+            _file: file,
+            sealed,
         }
-        b.seq += 1;
-        seq
+    }
+
+    /// Keeps sealing from starting while the guard lives.
+    pub fn no_sealing(&self) -> impl Drop + '_ {
+        self.file.lock()
+    }
+
+    /// Seals every tail at once; returns the sealed segment's number.
+    pub fn seal(&self) -> u64 {
+        let sealing = self.begin_seal();
+        for slot in 0..SLOTS {
+            sealing.seal(slot);
+        }
+        sealing.sealed
     }
 
     /// Everything appended is written (and fsynced with `always`)? Cheap
-    /// when there is nothing to do: two relaxed loads.
+    /// when there is nothing to do: a few relaxed loads.
     pub fn wait_durable(&self, always: bool) {
-        let target = self.tail.appended.load(Relaxed);
-        let have = if always { &self.synced } else { &self.written };
-        if have.load(Relaxed) >= target {
+        let needed = || self.unwritten() || (always && self.unsynced());
+        if !needed() {
             return;
         }
         let mut f = self.file.lock();
-        if have.load(Relaxed) >= target {
+        if !needed() {
             return;
         }
         self.write_out(&mut f);
@@ -299,14 +353,14 @@ impl Journal {
 
     /// Writes what is buffered (the background thread, every 100 ms).
     pub fn write_pending(&self) {
-        if self.written.load(Relaxed) < self.tail.appended.load(Relaxed) {
+        if self.unwritten() {
             self.write_out(&mut self.file.lock());
         }
     }
 
     /// fsyncs the segment being written (appendfsync everysec).
     pub fn sync_now(&self) {
-        if self.synced.load(Relaxed) < self.written.load(Relaxed) {
+        if self.unsynced() {
             self.sync(&mut self.file.lock());
         }
     }
@@ -335,54 +389,92 @@ impl Journal {
         }
     }
 
-    /// Something appended is not yet written or not yet fsynced.
+    /// Something appended is not yet written. Tails no thread writes to
+    /// stay in every core's cache, so their loads cost little.
     #[inline]
-    pub fn unwritten_or_unsynced(&self) -> bool {
-        self.synced.load(Relaxed) < self.tail.appended.load(Relaxed)
+    pub fn unwritten(&self) -> bool {
+        self.tails
+            .iter()
+            .any(|t| t.written.load(Relaxed) < t.appended.load(Relaxed))
     }
 
-    /// Writes the buffer out, each segment's part to its file, one frame
-    /// per part. The caller holds the file lock.
+    /// Something written is not yet fsynced.
+    #[inline]
+    pub fn unsynced(&self) -> bool {
+        self.synced_writes.load(Relaxed) < self.writes.load(Relaxed)
+    }
+
+    /// Writes every tail's buffered records out, older segments first,
+    /// one frame per tail and segment. The caller holds the file lock.
     fn write_out(&self, f: &mut Option<Segment>) {
-        let (mut parts, seq, data, end) = {
-            let mut b = self.tail.buf.lock();
+        let mut parts = vec![];
+        let mut targets = [0u64; SLOTS];
+        for (i, t) in self.tails.iter().enumerate() {
+            if t.written.load(Relaxed) >= t.appended.load(Relaxed) {
+                continue;
+            }
+            let mut b = t.buf.lock();
+            targets[i] = t.appended.load(Relaxed);
+            for (seq, data) in std::mem::take(&mut b.sealed) {
+                parts.push(Part { tail: i, seq, data });
+            }
             let spare = std::mem::take(&mut b.spare);
             let data = std::mem::replace(&mut b.data, spare);
-            let sealed = std::mem::take(&mut b.sealed);
-            (sealed, b.seq, data, self.tail.appended.load(Relaxed))
-        };
-        let mut failed = None;
-        for (i, (seq, data)) in parts.iter().enumerate() {
-            if let Err(e) = self.write_frame(f, *seq, data) {
-                failed = Some((i, e));
-                break;
+            if !data.is_empty() {
+                parts.push(Part {
+                    tail: i,
+                    seq: b.seq,
+                    data,
+                });
             }
         }
-        if failed.is_none() && !data.is_empty() {
-            if let Err(e) = self.write_frame(f, seq, &data) {
-                failed = Some((parts.len(), e));
-            }
+        if parts.is_empty() {
+            return;
         }
-        let mut b = self.tail.buf.lock();
-        match failed {
-            None => {
-                self.written.store(end, Relaxed);
-                self.last_error.lock().clear();
-                let mut data = data;
-                data.clear();
-                b.spare = data;
-            }
-            Some((i, (path, e))) => {
-                // The records stay in memory, in order, and are retried;
-                // the replies waiting for them still go out (as Redis
-                // does when an AOF write fails with appendfsync no).
+        // Stable: each tail's parts keep their order.
+        parts.sort_by_key(|p| p.seq);
+        let failed = parts.iter().position(|p| {
+            self.write_frame(f, p.seq, &p.data).is_err_and(|(path, e)| {
                 self.failed(&path, "write", &e);
-                parts.drain(..i);
-                if !data.is_empty() {
-                    parts.push((seq, data));
+                true
+            })
+        });
+        let retry = match failed {
+            Some(i) => parts.split_off(i),
+            None => vec![],
+        };
+        if retry.is_empty() {
+            self.writes.fetch_add(1, Relaxed);
+            self.last_error.lock().clear();
+        }
+        // The records of a failed write stay in memory, in order, and are
+        // retried; the replies waiting for them still go out (as Redis does
+        // when an AOF write fails with appendfsync no).
+        let mut back: [Vec<(u64, Vec<u8>)>; SLOTS] = Default::default();
+        for p in retry {
+            back[p.tail].push((p.seq, p.data));
+        }
+        for (i, t) in self.tails.iter().enumerate() {
+            if targets[i] == 0 && back[i].is_empty() {
+                continue;
+            }
+            let mut b = t.buf.lock();
+            if back[i].is_empty() {
+                t.written.store(targets[i], Relaxed);
+            } else {
+                let mut newer = std::mem::take(&mut b.sealed);
+                b.sealed = std::mem::take(&mut back[i]);
+                b.sealed.append(&mut newer);
+            }
+        }
+        for p in parts {
+            let mut data = p.data;
+            if data.capacity() > 0 {
+                data.clear();
+                let mut b = self.tails[p.tail].buf.lock();
+                if b.spare.capacity() < data.capacity() {
+                    b.spare = data;
                 }
-                parts.append(&mut b.sealed);
-                b.sealed = parts;
             }
         }
     }
@@ -432,14 +524,14 @@ impl Journal {
     }
 
     fn sync(&self, f: &mut Option<Segment>) {
-        let written = self.written.load(Relaxed);
+        let writes = self.writes.load(Relaxed);
         if let Some(seg) = f.as_mut() {
             match seg.file.sync_data() {
-                Ok(()) => self.synced.store(written, Relaxed),
+                Ok(()) => self.synced_writes.store(writes, Relaxed),
                 Err(e) => self.failed(&segment_path(&self.dir, seg.seq), "fsync", &e),
             }
         } else {
-            self.synced.store(written, Relaxed);
+            self.synced_writes.store(writes, Relaxed);
         }
     }
 
@@ -571,12 +663,12 @@ mod tests {
         let d = dir("restart");
         let (j, rec) = Journal::open(&d).unwrap();
         assert!(rec.records.is_empty());
-        j.append(mark("a").as_ref());
-        j.append(append(7).as_ref());
+        j.append(0, mark("a").as_ref());
+        j.append(0, append(7).as_ref());
         j.wait_durable(false);
         let sealed = j.seal();
-        j.append(Record::Emptied { db: 2 }.as_ref());
-        j.append(append(8).as_ref());
+        j.append(0, Record::Emptied { db: 2 }.as_ref());
+        j.append(0, append(8).as_ref());
         j.wait_durable(true);
         drop(j);
         // Nothing committed: everything comes back, in order.
@@ -598,11 +690,11 @@ mod tests {
     fn commit_keeps_what_came_after_the_seal() {
         let d = dir("seal");
         let (j, _) = Journal::open(&d).unwrap();
-        j.append(mark("taken").as_ref());
+        j.append(0, mark("taken").as_ref());
         // Sealed while still in memory: the flusher took the batch before
         // the background writer ran.
         let sealed = j.seal();
-        j.append(mark("newer").as_ref());
+        j.append(0, mark("newer").as_ref());
         j.committed(sealed);
         j.wait_durable(false);
         drop(j);
@@ -614,9 +706,9 @@ mod tests {
     fn torn_tail_is_dropped_and_corruption_refused() {
         let d = dir("torn");
         let (j, _) = Journal::open(&d).unwrap();
-        j.append(mark("kept").as_ref());
+        j.append(0, mark("kept").as_ref());
         j.wait_durable(false);
-        j.append(mark("torn").as_ref());
+        j.append(0, mark("torn").as_ref());
         j.wait_durable(false);
         drop(j);
         let path = list_segments(&d).unwrap().pop().unwrap().1;

@@ -22,7 +22,7 @@ pub mod sink;
 use arc_swap::ArcSwap;
 use journal::{Journal, Record, RecordRef};
 use parking_lot::{Condvar, Mutex, RwLock};
-use pending::Pending;
+use pending::{Batch, Pending};
 use rules::{KeyType, Rule, RuleSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -95,16 +95,31 @@ impl<T> std::ops::Deref for CacheLine<T> {
     }
 }
 
-/// The state the write path changes on every queued key or pushed row,
-/// together and apart from the fields every write command only reads
-/// (`enabled`, the rules, the limits): on a shared line, each push on one
-/// core evicted those from the other core's cache.
+/// Pending changes are queued in slots, one per writing thread (threads
+/// beyond `SLOTS` share): a push takes a lock and touches cache lines no
+/// other core is using, where one shared pending set made the two cores
+/// of a busy server queue behind each other. The journal keeps one tail
+/// per slot the same way. Order across slots does not matter: a queued
+/// key is read as it is at the flush, and appended rows carry ids.
+pub(crate) const SLOTS: usize = 16;
+
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static SLOT: usize = THREADS.fetch_add(1, Relaxed) % SLOTS;
+}
+
+/// The calling thread's slot.
+#[inline]
+pub(crate) fn slot() -> usize {
+    SLOT.with(|s| *s)
+}
+
+/// One slot's pending set, apart from the fields every write command only
+/// reads (`enabled`, the rules, the limits).
 #[derive(Default)]
-struct Hot {
+struct Slot {
     pending: Mutex<Pending>,
-    /// Mirror of the pending count, for lock-free readers.
-    pending_rows: AtomicU64,
-    next_id: AtomicI64,
 }
 
 pub struct WriteBehind {
@@ -120,8 +135,10 @@ pub struct WriteBehind {
     rules: ArcSwap<RuleSet>,
     /// Bumped when the rules change, so the flusher prepares new tables.
     pub rules_version: AtomicU64,
-    /// What every queued key or pushed row writes.
-    hot: CacheLine<Hot>,
+    slots: Box<[CacheLine<Slot>]>,
+    /// Rows waiting in every slot (a mirror for lock-free readers).
+    queued: CacheLine<AtomicU64>,
+    next_id: CacheLine<AtomicI64>,
     /// The backlog is at writebehind-max-pending: what every write
     /// command reads, changed only when that flips.
     full: AtomicBool,
@@ -164,10 +181,9 @@ impl WriteBehind {
             journal: OnceLock::new(),
             rules: ArcSwap::from_pointee(rules),
             rules_version: AtomicU64::new(1),
-            hot: CacheLine(Hot {
-                next_id: AtomicI64::new(now_us),
-                ..Hot::default()
-            }),
+            slots: (0..SLOTS).map(|_| CacheLine::default()).collect(),
+            queued: CacheLine::default(),
+            next_id: CacheLine(AtomicI64::new(now_us)),
             full: AtomicBool::new(false),
             inflight_rows: AtomicU64::new(0),
             inflight_sealed: AtomicU64::new(0),
@@ -222,7 +238,7 @@ impl WriteBehind {
     /// again: their segments stay until the batch holding them commits).
     fn recover(&self, records: Vec<Record>) -> usize {
         let rules = self.rules();
-        let mut p = self.hot.pending.lock();
+        let mut p = self.slots[0].pending.lock();
         let mut dropped = 0u64;
         for r in records {
             match r {
@@ -241,7 +257,10 @@ impl WriteBehind {
                     }
                     None => dropped += 1,
                 },
-                Record::Emptied { db } => p.emptied(db as usize),
+                // Tails interleave in the file, so a key queued after the
+                // database was emptied may come first: keep every key (it
+                // is read as it is now, after the emptied tables).
+                Record::Emptied { db } => p.note_emptied(db as usize),
             }
         }
         if dropped > 0 {
@@ -251,25 +270,25 @@ impl WriteBehind {
             tracing::warn!("write-behind: {msg}");
             *self.stats.last_error.lock() = msg;
         }
-        self.hot.pending_rows.store(p.rows as u64, Relaxed);
+        self.queued.store(p.rows as u64, Relaxed);
         self.refresh_full();
         p.rows
     }
 
-    /// Journals one change (the caller holds the pending lock).
+    /// Journals one change to slot `slot` (the caller holds its lock).
     #[inline]
-    fn journal(&self, r: RecordRef<'_>) {
+    fn journal(&self, slot: usize, r: RecordRef<'_>) {
         if let Some(j) = self.journal.get() {
-            j.append(r);
+            j.append(slot, r);
         }
     }
 
     /// Before a reply: what was journaled is written out (and fsynced with
-    /// `always`). Two relaxed loads when there is nothing to write.
+    /// `always`). A few relaxed loads when there is nothing to write.
     #[inline]
     pub fn wait_durable(&self, always: impl FnOnce() -> bool) {
         if let Some(j) = self.journal.get() {
-            if j.unwritten_or_unsynced() {
+            if j.unwritten() || j.unsynced() {
                 j.wait_durable(always());
             }
         }
@@ -316,12 +335,16 @@ impl WriteBehind {
 
     /// Rows not committed yet: waiting, or being written now.
     pub fn pending_rows(&self) -> u64 {
-        self.hot.pending_rows.load(Relaxed) + self.inflight_rows.load(Relaxed)
+        self.queued.load(Relaxed) + self.inflight_rows.load(Relaxed)
     }
 
     /// Milliseconds the oldest change not committed yet has waited.
     pub fn oldest_pending_age_ms(&self) -> u64 {
-        let waiting = self.hot.pending.lock().oldest;
+        let waiting = self
+            .slots
+            .iter()
+            .filter_map(|s| s.pending.lock().oldest)
+            .min();
         let inflight = *self.inflight_oldest.lock();
         let oldest = match (waiting, inflight) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -391,15 +414,17 @@ impl WriteBehind {
 
     /// Queues a changed key that `maps` accepted.
     pub fn queue(&self, db: usize, key: &[u8]) {
-        let mut p = self.hot.pending.lock();
+        let slot = slot();
+        let mut p = self.slots[slot].pending.lock();
         p.mark(db, key);
-        self.journal(RecordRef::Mark { db: db as u32, key });
-        self.counted(&p);
+        self.journal(slot, RecordRef::Mark { db: db as u32, key });
+        drop(p);
+        self.counted(1);
     }
 
     /// Elements were added to the append-only collection of type `ty` at
     /// `key` (list elements pushed): each becomes a row.
-    pub fn on_append(&self, db: usize, key: &[u8], ty: KeyType, values: &[&[u8]]) {
+    pub fn on_append<V: AsRef<[u8]>>(&self, db: usize, key: &[u8], ty: KeyType, values: &[V]) {
         if !self.enabled() {
             return;
         }
@@ -408,18 +433,25 @@ impl WriteBehind {
         let Some(rule) = rule else {
             return;
         };
-        let mut p = self.hot.pending.lock();
-        for v in values {
-            let id = self.hot.next_id.fetch_add(1, Relaxed);
-            self.journal(RecordRef::Append {
-                id,
-                rule: &rule.name,
-                key,
-                value: v,
-            });
-            p.append(rule, id, key, v);
+        let slot = slot();
+        let mut p = self.slots[slot].pending.lock();
+        // Taken under the key's shard lock: a key's rows get ids in push
+        // order, whichever slots they are queued in.
+        let first = self.next_id.fetch_add(values.len() as i64, Relaxed);
+        for (id, v) in (first..).zip(values) {
+            self.journal(
+                slot,
+                RecordRef::Append {
+                    id,
+                    rule: &rule.name,
+                    key,
+                    value: v.as_ref(),
+                },
+            );
+            p.append(rule, id, key, v.as_ref());
         }
-        self.counted(&p);
+        drop(p);
+        self.counted(values.len() as i64);
     }
 
     /// A database was emptied (FLUSHDB, FLUSHALL, SWAPDB).
@@ -430,17 +462,31 @@ impl WriteBehind {
         if !self.rules.load().rules.iter().any(|r| r.db == db) {
             return;
         }
-        let mut p = self.hot.pending.lock();
-        p.emptied(db);
-        self.journal(RecordRef::Emptied { db: db as u32 });
-        self.counted(&p);
+        // Not while a flush is taking the slots: a key queued after this
+        // in a slot taken later would be in that batch while this goes to
+        // the next one, whose emptied tables would lose its row. (No key
+        // is queued meanwhile: emptying holds every shard.)
+        let _no_seal = self.journal.get().map(|j| j.no_sealing());
+        let mine = slot();
+        let mut delta = 0i64;
+        for (i, s) in self.slots.iter().enumerate() {
+            let mut p = s.pending.lock();
+            let before = p.rows as i64;
+            p.drop_keys_of(db);
+            if i == mine {
+                p.note_emptied(db);
+                self.journal(i, RecordRef::Emptied { db: db as u32 });
+            }
+            delta += p.rows as i64 - before;
+        }
+        self.counted(delta);
     }
 
     /// Publishes the pending count; wakes the flusher at the batch size
     /// and counts writes accepted past the limit.
-    fn counted(&self, p: &Pending) {
-        let rows = p.rows as u64;
-        let before = self.hot.pending_rows.swap(rows, Relaxed);
+    fn counted(&self, delta: i64) {
+        let before = self.queued.fetch_add(delta as u64, Relaxed);
+        let rows = before.wrapping_add(delta as u64);
         self.refresh_full();
         if self.over_limit() {
             self.stats.at_risk.fetch_add(1, Relaxed);
@@ -458,7 +504,7 @@ impl WriteBehind {
 
     /// Makes ids of new rows larger than `id` (ids found in a table).
     pub fn ids_above(&self, id: i64) {
-        self.hot.next_id.fetch_max(id + 1, Relaxed);
+        self.next_id.fetch_max(id + 1, Relaxed);
     }
 
     pub fn progress(&self) -> Progress {
@@ -491,15 +537,28 @@ impl WriteBehind {
         }
     }
 
-    fn take_pending(&self) -> Pending {
-        let mut p = self.hot.pending.lock();
-        let taken = p.take();
-        if let Some(j) = self.journal.get() {
-            self.inflight_sealed.store(j.seal(), Relaxed);
+    /// Takes every slot's pending set, sealing each slot's journal tail
+    /// as its set is taken.
+    fn take_pending(&self) -> Batch {
+        let sealing = self.journal.get().map(|j| j.begin_seal());
+        let mut taken = Batch::default();
+        for (i, s) in self.slots.iter().enumerate() {
+            let mut p = s.pending.lock();
+            if let Some(sealing) = &sealing {
+                sealing.seal(i);
+            }
+            if !p.is_empty() {
+                taken.push(p.take());
+            }
         }
-        self.inflight_rows.store(taken.rows as u64, Relaxed);
-        *self.inflight_oldest.lock() = taken.oldest;
-        self.hot.pending_rows.store(0, Relaxed);
+        if let Some(sealing) = &sealing {
+            self.inflight_sealed.store(sealing.sealed, Relaxed);
+        }
+        drop(sealing);
+        let rows = taken.rows();
+        self.inflight_rows.store(rows as u64, Relaxed);
+        *self.inflight_oldest.lock() = taken.oldest();
+        self.queued.fetch_sub(rows as u64, Relaxed);
         taken
     }
 
@@ -517,10 +576,15 @@ impl WriteBehind {
         self.refresh_full();
     }
 
-    fn requeue(&self, old: Pending) {
-        let mut p = self.hot.pending.lock();
-        p.requeue(old);
-        self.hot.pending_rows.store(p.rows as u64, Relaxed);
+    fn requeue(&self, old: Batch) {
+        let mut p = self.slots[slot()].pending.lock();
+        let before = p.rows;
+        for part in old.into_parts().into_iter().rev() {
+            p.requeue(part);
+        }
+        let added = p.rows - before;
+        drop(p);
+        self.queued.fetch_add(added as u64, Relaxed);
         // Not committed: its journal segments stay.
         self.nothing_inflight();
     }
@@ -549,5 +613,89 @@ impl WriteBehind {
             p.failed = p.failed.max(n);
         }
         self.progress_cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn started(name: &str) -> (WriteBehind, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("granary-wb-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rules =
+            RuleSet::parse("l list log:{n} table=t; s string k:{n} table=u value=v").unwrap();
+        let wb = WriteBehind::new("sqlite:unused.db", rules, Settings::default());
+        wb.start(&dir).unwrap();
+        (wb, dir)
+    }
+
+    fn value(thread: usize, i: usize) -> Vec<u8> {
+        format!("{thread}-{i}").into_bytes()
+    }
+
+    /// Threads push rows and mark keys in their own slots while batches are
+    /// taken and committed: every row is in exactly one batch, in id order,
+    /// and the journal left after the last commit holds exactly the rest.
+    #[test]
+    fn slots_lose_nothing_while_batches_are_taken() {
+        let (wb, dir) = started("slots");
+        const THREADS: usize = 4;
+        const ROWS: usize = 50_000;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        // Batches taken so far: writers wait for the taker now and then,
+        // so takes fall in the middle of the writing on any machine.
+        let taken = std::sync::atomic::AtomicUsize::new(0);
+        let mut seen = HashSet::new();
+        let mut batches = 0;
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (wb, done, taken) = (&wb, &done, &taken);
+                s.spawn(move || {
+                    for i in 0..ROWS {
+                        while taken.load(Relaxed) < i / 10_000 {
+                            std::thread::yield_now();
+                        }
+                        let key = format!("log:{}", i % 7);
+                        wb.on_append(0, key.as_bytes(), KeyType::List, &[value(t, i)]);
+                        if i % 100 == 0 {
+                            wb.queue(0, format!("k:{t}").as_bytes());
+                        }
+                    }
+                    done.fetch_add(1, Relaxed);
+                });
+            }
+            // Take and commit batches while the threads run.
+            while done.load(Relaxed) < THREADS {
+                let batch = wb.take_pending();
+                batches += usize::from(!batch.is_empty());
+                taken.fetch_add(1, Relaxed);
+                let ids: Vec<i64> = batch.appended().map(|a| a.id).collect();
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "rows out of id order");
+                for a in batch.appended() {
+                    assert!(seen.insert(a.value.to_vec()), "a row taken twice");
+                }
+                wb.committed();
+            }
+        });
+        assert!(batches > 1, "{batches} batches, {} rows seen", seen.len());
+        // The lock-free count matches what the slots hold.
+        let counted = wb.queued.load(Relaxed) as usize;
+        let rest = wb.take_pending();
+        assert_eq!(rest.rows(), counted);
+        // What was not committed is what the journal gives back.
+        drop(rest);
+        drop(wb);
+        let (_, recovered) = Journal::open(&dir).unwrap();
+        let mut rest = HashSet::new();
+        for r in recovered.records {
+            if let Record::Append { value, .. } = r {
+                assert!(rest.insert(value), "a row journaled twice");
+            }
+        }
+        assert_eq!(seen.len() + rest.len(), THREADS * ROWS);
+        assert!(seen.is_disjoint(&rest), "a committed row came back");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,7 +2,7 @@
 //! flush (the keyspace entry's pending bit, `Db::mark_pending`, stops the
 //! repeats), and the flush reads each key's state then. A key can still be
 //! queued twice (deleted and re-created, or queued again after a failed
-//! batch was put back): the flush reads it once (`Pending::keys_by_db`).
+//! batch was put back): the flush reads it once (`Batch::keys_by_db`).
 //! Appended rows (pushed list elements, stream entries) are not coalesced:
 //! each keeps its value and an id, assigned in push order, that becomes
 //! its row id, so a batch written twice (a retry after a failure) inserts
@@ -220,16 +220,28 @@ impl Pending {
     }
 
     pub fn emptied(&mut self, db: usize) {
+        self.note_emptied(db);
+        self.drop_keys_of(db);
+    }
+
+    /// Database `db` was emptied: its delete rules' tables are emptied
+    /// before any queued key is written.
+    pub fn note_emptied(&mut self, db: usize) {
         if !self.emptied.contains(&db) {
             self.emptied.push(db);
             self.rows += 1;
             self.touch();
         }
-        // Keys of that database queued before are gone now; their rows go
-        // with the table's, and re-created keys are queued again.
+    }
+
+    /// Keys of database `db` queued before it was emptied are gone; their
+    /// rows go with the tables', and re-created keys are queued again.
+    pub fn drop_keys_of(&mut self, db: usize) {
         let before = self.keys.len();
-        self.keys.drop_db(db);
-        self.rows -= before - self.keys.len();
+        if before > 0 {
+            self.keys.drop_db(db);
+            self.rows -= before - self.keys.len();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -239,18 +251,6 @@ impl Pending {
     /// Takes everything, leaving this empty.
     pub fn take(&mut self) -> Pending {
         std::mem::take(self)
-    }
-
-    /// The distinct queued keys of each database (index = database).
-    pub fn keys_by_db(&self) -> Vec<HashSet<&[u8]>> {
-        let mut out: Vec<HashSet<&[u8]>> = vec![];
-        for (db, key) in self.keys.iter() {
-            if out.len() <= db {
-                out.resize_with(db + 1, HashSet::new);
-            }
-            out[db].insert(key);
-        }
-        out
     }
 
     /// Puts back a batch that failed to be written: it is older than what
@@ -271,6 +271,79 @@ impl Pending {
     }
 }
 
+/// What a flush took: the pending sets of the slots that had any.
+#[derive(Default)]
+pub struct Batch {
+    parts: Vec<Pending>,
+}
+
+impl Batch {
+    pub fn push(&mut self, p: Pending) {
+        self.parts.push(p);
+    }
+
+    pub fn into_parts(self) -> Vec<Pending> {
+        self.parts
+    }
+
+    pub fn rows(&self) -> usize {
+        self.parts.iter().map(|p| p.rows).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+
+    pub fn oldest(&self) -> Option<Instant> {
+        self.parts.iter().filter_map(|p| p.oldest).min()
+    }
+
+    /// The databases emptied, each once.
+    pub fn emptied(&self) -> Vec<usize> {
+        let mut dbs: Vec<usize> = self.parts.iter().flat_map(|p| p.emptied.clone()).collect();
+        dbs.sort_unstable();
+        dbs.dedup();
+        dbs
+    }
+
+    /// The distinct queued keys of each database (index = database).
+    pub fn keys_by_db(&self) -> Vec<HashSet<&[u8]>> {
+        let mut out: Vec<HashSet<&[u8]>> = vec![];
+        for (db, key) in self.parts.iter().flat_map(|p| p.keys.iter()) {
+            if out.len() <= db {
+                out.resize_with(db + 1, HashSet::new);
+            }
+            out[db].insert(key);
+        }
+        out
+    }
+
+    /// The appended rows in id order (each slot's are; this merges them),
+    /// so rows reach their tables in push order.
+    pub fn appended(&self) -> impl Iterator<Item = Appended<'_>> {
+        let mut heads: Vec<_> = self
+            .parts
+            .iter()
+            .map(|p| p.appended.iter().peekable())
+            .collect();
+        std::iter::from_fn(move || {
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, h)| Some((h.peek()?.id, i)))
+                .min()?
+                .1;
+            heads[next].next()
+        })
+    }
+}
+
+impl From<Pending> for Batch {
+    fn from(p: Pending) -> Batch {
+        Batch { parts: vec![p] }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,10 +360,13 @@ mod tests {
         }
         p.mark(3, b"k");
         assert_eq!(p.rows, 4);
-        let by_db = p.keys_by_db();
+        let taken = p.take();
+        assert!(p.is_empty() && p.oldest.is_none());
+        let batch = Batch::from(taken);
+        let by_db = batch.keys_by_db();
         assert_eq!(by_db[0].len(), 1);
         assert!(by_db[3].contains(&b"k"[..]));
-        let taken = p.take();
+        let taken = batch.into_parts().remove(0);
         assert_eq!(taken.rows, 4);
         assert!(p.is_empty() && p.oldest.is_none());
     }

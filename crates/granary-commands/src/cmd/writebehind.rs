@@ -388,12 +388,9 @@ fn help(c: &mut Ctx) -> CmdResult {
 /// of an append rule, even if popped before the flush.
 #[inline]
 pub fn pushed(server: &Server, db: usize, key: &[u8], values: &[Bytes]) {
-    if server.writebehind.enabled() {
-        let v: Vec<&[u8]> = values.iter().map(|b| &b[..]).collect();
-        server
-            .writebehind
-            .on_append(db, key, granary_writebehind::rules::KeyType::List, &v);
-    }
+    server
+        .writebehind
+        .on_append(db, key, granary_writebehind::rules::KeyType::List, values);
 }
 
 /// XADD reports each entry it added here (`fields` flat: field, value,
