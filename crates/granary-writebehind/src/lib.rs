@@ -635,6 +635,27 @@ mod tests {
         format!("{thread}-{i}").into_bytes()
     }
 
+    /// Tails interleave in the file: a key queued (in another slot) after
+    /// a FLUSHDB can be journaled before it. Replay keeps it.
+    #[test]
+    fn replay_keeps_keys_journaled_before_an_emptied_database() {
+        let (wb, dir) = started("replay");
+        drop(wb);
+        let (j, _) = Journal::open(&dir).unwrap();
+        j.append(1, RecordRef::Mark { db: 0, key: b"k:1" });
+        j.wait_durable(false);
+        j.append(0, RecordRef::Emptied { db: 0 });
+        j.wait_durable(false);
+        drop(j);
+        let rules = RuleSet::parse("s string k:{n} table=u value=v").unwrap();
+        let wb = WriteBehind::new("sqlite:unused.db", rules, Settings::default());
+        assert_eq!(wb.start(&dir).unwrap(), 2);
+        let batch = wb.take_pending();
+        assert_eq!(batch.emptied(), [0]);
+        assert!(batch.keys_by_db()[0].contains(&b"k:1"[..]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Threads push rows and mark keys in their own slots while batches are
     /// taken and committed: every row is in exactly one batch, in id order,
     /// and the journal left after the last commit holds exactly the rest.
