@@ -170,6 +170,49 @@ fn sqlite_mappings_coalescing_and_deletes() {
     }
 }
 
+/// A hash field that expires (HPEXPIRE) queues its hash: the next flush
+/// writes the row without it, and the row goes when the last field does.
+#[test]
+fn expiring_hash_fields_update_their_row() {
+    let dir = tmpdir("hash-field-ttl");
+    let file = dir.join("wb.db");
+    let s = granary(&format!("sqlite:{}", file.display()), "60000", &[]);
+    let mut c = s.conn();
+    let mut db = Sqlite(file);
+    let row = |db: &mut Sqlite| db.rows("SELECT read_at, is_recommended FROM reads");
+    let _: () = redis::cmd("HSET")
+        .arg(&["u1:i1", "readAt", "5", "isRecommended", "1"])
+        .query(&mut c)
+        .unwrap();
+    flush(&mut c);
+    assert_eq!(row(&mut db), strs(&[&["5", "1"]]));
+    let _: Vec<i64> = redis::cmd("HPEXPIRE")
+        .arg(&["u1:i1", "2000", "FIELDS", "1", "readAt"])
+        .query(&mut c)
+        .unwrap();
+    // HPEXPIRE's own change is flushed while the field still lives; after
+    // that no write touches the key: the next flush comes from the expiry
+    // (the cron's, or this read's).
+    flush(&mut c);
+    assert_eq!(row(&mut db), strs(&[&["5", "1"]]));
+    wait_until(10, "the field to expire", || {
+        let n: i64 = c.hlen("u1:i1").unwrap();
+        n == 1
+    });
+    flush(&mut c);
+    assert_eq!(row(&mut db), strs(&[&["NULL", "1"]]));
+    let _: Vec<i64> = redis::cmd("HPEXPIRE")
+        .arg(&["u1:i1", "1", "FIELDS", "1", "isRecommended"])
+        .query(&mut c)
+        .unwrap();
+    wait_until(10, "the hash to go", || {
+        let n: i64 = c.exists("u1:i1").unwrap();
+        n == 0
+    });
+    flush(&mut c);
+    assert!(row(&mut db).is_empty());
+}
+
 /// A key is queued once per flush (its entry carries a pending bit, cleared
 /// when the flusher reads it): every write after a flush is written by the
 /// next, and keys that move (SWAPDB, MOVE, RENAME) are never left marked
