@@ -868,6 +868,51 @@ fn flusher_thread_yields_to_commands() {
     }
 }
 
+/// When every CPU is busy, the flusher leaves them to others (it waits
+/// for a CPU, so it pauses between chunks: `paced_ms` grows) and still
+/// writes every row without a FLUSH.
+#[test]
+fn busy_cpus_pace_the_flusher_without_stopping_it() {
+    let dir = tmpdir("pace");
+    let db = dir.join("wb.db");
+    let s = granary(&format!("sqlite:{}", db.display()), "100", &[]);
+    let mut c = s.conn();
+    flush(&mut c);
+    // Threads of this process at the workers' priority, one more than
+    // there are CPUs, spinning until the rows are in.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hogs: Vec<_> = (0..=cpus)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut pipe = redis::pipe();
+    for u in 0..1000 {
+        pipe.rpush(format!("recommend:u{u}"), (0..100).collect::<Vec<_>>())
+            .ignore();
+    }
+    let _: () = pipe.query(&mut c).unwrap();
+    wait_until(120, "every row flushed while the CPUs are busy", || {
+        stat(&mut c, "appends") >= 100_000
+    });
+    let paced = stat(&mut c, "paced_ms");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    assert!(paced > 0, "the flusher never paused for the busy CPUs");
+    assert_eq!(
+        Sqlite(db).rows("SELECT count(*), count(DISTINCT id) FROM recommendations"),
+        strs(&[&["100000", "100000"]])
+    );
+}
+
 /// A numeric field of /proc/<pid>/task/<tid>/sched for the first thread
 /// named `thread`, if the kernel shows it.
 fn sched_field(pid: u32, thread: &str, field: &str) -> Option<u64> {

@@ -6,7 +6,8 @@
 //! the next attempt waits with exponential backoff.
 
 use crate::model::{self, key_type, Op};
-use crate::pending::Batch;
+use crate::pace::Pacer;
+use crate::pending::{Appended, Batch};
 use crate::rules::RuleSet;
 use crate::sink::{self, Sink};
 use crate::WriteBehind;
@@ -33,6 +34,9 @@ struct Flusher {
     next_due: Instant,
     backoff: Duration,
     retry_at: Option<Instant>,
+    pacer: Pacer,
+    /// This cycle was asked for by a FLUSH: it is never paced.
+    forced: bool,
 }
 
 /// Starts the flusher thread; it runs `init` first (the server lowers its
@@ -49,6 +53,8 @@ pub fn start(source: impl Source, init: fn()) -> std::io::Result<std::thread::Jo
                 next_due: Instant::now(),
                 backoff: Duration::ZERO,
                 retry_at: None,
+                pacer: Pacer::for_this_thread(),
+                forced: false,
             };
             let mut stop = false;
             while !stop {
@@ -92,6 +98,7 @@ impl Flusher {
             }
         }
         self.next_due = now + interval;
+        self.forced = forced;
         let n = wb.cycle_started();
         let result = self.cycle(wb, ks);
         let ok = result.is_ok();
@@ -119,6 +126,7 @@ impl Flusher {
         };
         // Pending first, rules after: a key marked under a rule added a
         // moment ago is then written under it, not missed.
+        self.pacer.start();
         let taken = wb.take_pending();
         let rules = wb.rules();
         let version = wb.rules_version.load(Relaxed);
@@ -138,9 +146,27 @@ impl Flusher {
             wb.committed();
             return Ok(());
         }
-        let ops = operations(&taken, &rules, ks);
         let batch = wb.settings.read().batch_size.max(1);
-        match write_chunks(sink.as_mut(), &ops, batch, wb) {
+        let mut ops = Operations::new(&taken, &rules, ks);
+        let mut written = Ok(());
+        loop {
+            let chunk = ops.next_chunk(batch);
+            if chunk.is_empty() {
+                break;
+            }
+            written = sink.write(&chunk);
+            if written.is_err() {
+                break;
+            }
+            count(&wb.stats, &chunk);
+            wb.chunk_committed(std::mem::take(&mut ops.entries));
+            if !self.forced {
+                pace(&self.pacer, wb);
+            }
+            self.pacer.start();
+        }
+        drop(ops);
+        match written {
             Ok(()) => {
                 wb.committed();
                 wb.stats.last_flush_ms.store(now_ms(), Relaxed);
@@ -156,81 +182,141 @@ impl Flusher {
     }
 }
 
-/// Writes `ops` in transactions of about `batch` rows each.
-fn write_chunks(
-    sink: &mut dyn Sink,
-    ops: &[Op],
-    batch: usize,
-    wb: &WriteBehind,
-) -> Result<(), String> {
-    let mut start = 0;
-    while start < ops.len() {
-        let mut rows = 0;
-        let mut end = start;
-        while end < ops.len() && (end == start || rows + ops[end].rows() <= batch) {
-            rows += ops[end].rows();
-            end += 1;
-        }
-        let chunk = &ops[start..end];
-        sink.write(chunk)?;
-        let s = &wb.stats;
-        s.batches_flushed.fetch_add(1, Relaxed);
-        s.rows_flushed.fetch_add(rows as u64, Relaxed);
-        for op in chunk {
-            match op {
-                Op::Upsert { .. } | Op::Replace { .. } => s.upserts.fetch_add(1, Relaxed),
-                Op::Append { .. } => s.appends.fetch_add(1, Relaxed),
-                Op::Delete { .. } | Op::Truncate { .. } => s.deletes.fetch_add(1, Relaxed),
-            };
-        }
-        start = end;
+/// Pauses after a slice of work if the CPUs are scarce (`pace` module);
+/// a FLUSH or a stop ends the pause.
+fn pace(pacer: &Pacer, wb: &WriteBehind) {
+    let max_pending = wb.settings.read().max_pending;
+    let pause = pacer.pause(wb.pending_rows(), max_pending);
+    if pause.is_zero() {
+        return;
     }
-    Ok(())
+    let began = Instant::now();
+    let until = began + pause;
+    loop {
+        let now = Instant::now();
+        if now >= until || wb.forced.load(Relaxed) || wb.stop.load(Relaxed) {
+            break;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(20)));
+    }
+    let paused = began.elapsed().as_millis() as u64;
+    wb.stats.paced_ms.fetch_add(paused, Relaxed);
 }
 
-/// The operations for a pending batch: emptied databases first, then each
-/// changed key as it is now, then the appended rows in push order. Reading
-/// a key clears its pending bit under its shard lock, so a write after the
-/// read queues it again and a write before it is in what was read.
-pub fn operations(p: &Batch, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
-    let mut ops = vec![];
-    for db in p.emptied() {
-        for rule in rules.rules.iter().filter(|r| r.db == db && r.delete_rows) {
-            ops.push(Op::Truncate { rule: rule.clone() });
-        }
+/// Counts a committed chunk in the stats.
+fn count(s: &crate::Stats, chunk: &[Op]) {
+    s.batches_flushed.fetch_add(1, Relaxed);
+    for op in chunk {
+        s.rows_flushed.fetch_add(op.rows() as u64, Relaxed);
+        match op {
+            Op::Upsert { .. } | Op::Replace { .. } => s.upserts.fetch_add(1, Relaxed),
+            Op::Append { .. } => s.appends.fetch_add(1, Relaxed),
+            Op::Delete { .. } | Op::Truncate { .. } => s.deletes.fetch_add(1, Relaxed),
+        };
     }
-    // Group the keys by shard, so each shard is locked once.
-    let mut keys: Vec<(usize, u64, usize, &[u8])> = vec![];
-    for (db, set) in p.keys_by_db().into_iter().enumerate() {
-        for k in set {
-            let h = hash_bytes(k);
-            keys.push((shard_of(h), h, db, k));
-        }
-    }
-    keys.sort_unstable_by_key(|k| k.0);
-    let now = now_ms();
-    for group in keys.chunk_by(|a, b| a.0 == b.0) {
-        let mut shard = ks.lock_shard(group[0].0);
-        for &(_, h, db, key) in group {
-            if db >= shard.dbs.len() {
-                continue;
+}
+
+/// The operations of a taken batch, a chunk at a time: emptied databases
+/// first, then each changed key as it is now, then the appended rows in
+/// push order. Built as they are written, so building them is paced like
+/// writing them and only one chunk's rows are held at once. Reading a key
+/// clears its pending bit under its shard lock, so a write after the read
+/// queues it again and a write before it is in what was read.
+pub struct Operations<'a> {
+    rules: &'a RuleSet,
+    ks: &'a Keyspace,
+    truncates: Vec<Op>,
+    /// (shard, hash, db, key), each key once, grouped by shard so that a
+    /// chunk locks each shard once.
+    keys: Vec<(usize, u64, usize, &'a [u8])>,
+    next_key: usize,
+    appended: Box<dyn Iterator<Item = Appended<'a>> + 'a>,
+    /// Pending entries (emptied databases, keys, rows) the last chunk
+    /// covered: no longer pending once it is committed.
+    pub entries: u64,
+}
+
+impl<'a> Operations<'a> {
+    pub fn new(p: &'a Batch, rules: &'a RuleSet, ks: &'a Keyspace) -> Operations<'a> {
+        let mut truncates = vec![];
+        for db in p.emptied() {
+            for rule in rules.rules.iter().filter(|r| r.db == db && r.delete_rows) {
+                truncates.push(Op::Truncate { rule: rule.clone() });
             }
-            shard.db(db).clear_pending(h, key);
-            match shard.db(db).peek(h, key, now) {
-                Some(e) => {
-                    let op = key_type(&e.value)
-                        .and_then(|t| rules.find(db, key, t))
-                        .and_then(|rule| model::mirror(rule, key, &e.value));
-                    ops.extend(op);
+        }
+        let mut keys = vec![];
+        for (db, set) in p.keys_by_db().into_iter().enumerate() {
+            for k in set {
+                let h = hash_bytes(k);
+                keys.push((shard_of(h), h, db, k));
+            }
+        }
+        keys.sort_unstable_by_key(|k| k.0);
+        Operations {
+            rules,
+            ks,
+            truncates,
+            keys,
+            next_key: 0,
+            appended: Box::new(p.appended()),
+            entries: p.emptied().len() as u64,
+        }
+    }
+
+    /// The next chunk: operations of about `rows` rows; empty at the end.
+    pub fn next_chunk(&mut self, rows: usize) -> Vec<Op> {
+        let mut ops = std::mem::take(&mut self.truncates);
+        let mut n = ops.len();
+        let first_key = self.next_key;
+        let now = now_ms();
+        while n < rows && self.next_key < self.keys.len() {
+            let shard_index = self.keys[self.next_key].0;
+            let mut shard = self.ks.lock_shard(shard_index);
+            while let Some(&(s, h, db, key)) = self.keys.get(self.next_key) {
+                if s != shard_index || n >= rows {
+                    break;
                 }
-                None => deleted(&mut ops, rules, db, key),
+                self.next_key += 1;
+                if db >= shard.dbs.len() {
+                    continue;
+                }
+                let before = ops.len();
+                shard.db(db).clear_pending(h, key);
+                match shard.db(db).peek(h, key, now) {
+                    Some(e) => {
+                        let op = key_type(&e.value)
+                            .and_then(|t| self.rules.find(db, key, t))
+                            .and_then(|rule| model::mirror(rule, key, &e.value));
+                        ops.extend(op);
+                    }
+                    None => deleted(&mut ops, self.rules, db, key),
+                }
+                n += ops[before..].iter().map(Op::rows).sum::<usize>();
             }
         }
+        self.entries += (self.next_key - first_key) as u64;
+        while n < rows {
+            let Some(a) = self.appended.next() else { break };
+            ops.extend(model::appended(a.rule, a.id, a.key, a.value));
+            n += 1;
+            self.entries += 1;
+        }
+        ops
     }
-    for a in p.appended() {
-        ops.extend(model::appended(a.rule, a.id, a.key, a.value));
+}
+
+/// Every operation of a batch at once (tests).
+#[cfg(test)]
+fn operations(p: &Batch, rules: &RuleSet, ks: &Keyspace) -> Vec<Op> {
+    let mut ops = Operations::new(p, rules, ks);
+    let mut all = vec![];
+    loop {
+        let chunk = ops.next_chunk(3);
+        if chunk.is_empty() {
+            return all;
+        }
+        all.extend(chunk);
     }
-    ops
 }
 
 /// A key that is gone: its rows go under every rule that deletes rows and

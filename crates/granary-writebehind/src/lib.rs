@@ -15,6 +15,7 @@
 pub mod flusher;
 pub mod journal;
 pub mod model;
+pub mod pace;
 pub mod pending;
 pub mod rules;
 pub mod sink;
@@ -70,6 +71,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     pub last_error: Mutex<String>,
     pub last_flush_ms: AtomicU64,
+    /// Milliseconds the flusher paused to leave scarce CPUs to commands.
+    pub paced_ms: AtomicU64,
 }
 
 /// Flush cycles, for WRITEBEHIND FLUSH to wait on.
@@ -560,6 +563,15 @@ impl WriteBehind {
         *self.inflight_oldest.lock() = taken.oldest();
         self.queued.fetch_sub(rows as u64, Relaxed);
         taken
+    }
+
+    /// A chunk of the batch in flight is committed: `entries` of the
+    /// pending entries it took are pending no more.
+    fn chunk_committed(&self, entries: u64) {
+        let _ = self
+            .inflight_rows
+            .fetch_update(Relaxed, Relaxed, |r| Some(r.saturating_sub(entries)));
+        self.refresh_full();
     }
 
     /// The batch in progress is committed: its journal segments go.

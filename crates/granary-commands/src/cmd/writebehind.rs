@@ -206,6 +206,7 @@ pub fn info_fields(server: &Server) -> Vec<(&'static str, String)> {
         ("writes_at_risk", n(&s.at_risk)),
         ("writes_refused", n(&s.refused)),
         ("last_flush_ms", n(&s.last_flush_ms)),
+        ("paced_ms", n(&s.paced_ms)),
         ("last_error", one_line(&s.last_error.lock())),
     ]
 }
