@@ -148,13 +148,14 @@ impl Flusher {
         }
         let batch = wb.settings.read().batch_size.max(1);
         let mut ops = Operations::new(&taken, &rules, ks);
+        let fresh = taken.fresh();
         let mut written = Ok(());
         loop {
             let chunk = ops.next_chunk(batch);
             if chunk.is_empty() {
                 break;
             }
-            written = sink.write(&chunk);
+            written = sink.write(&chunk, fresh);
             if written.is_err() {
                 break;
             }

@@ -242,6 +242,7 @@ impl WriteBehind {
     fn recover(&self, records: Vec<Record>) -> usize {
         let rules = self.rules();
         let mut p = self.slots[0].pending.lock();
+        p.replayed |= !records.is_empty();
         let mut dropped = 0u64;
         for r in records {
             match r {

@@ -65,9 +65,15 @@ fn parse_epoch_ms(s: &str) -> Option<i64> {
     if !f.is_finite() {
         return None;
     }
-    let ms = if f.abs() >= 1e11 { f } else { f * 1000.0 };
-    (ms.abs() < 9.0e15).then_some(ms.round() as i64)
+    let ms = (if f.abs() >= 1e11 { f } else { f * 1000.0 }).round();
+    (FIRST_MS..=LAST_MS).contains(&ms).then_some(ms as i64)
 }
+
+/// Times from year 1 to year 9999: what both sinks read back as written
+/// (SQLite's date functions stop at 9999, and a year before 1 would need
+/// BC notation).
+const FIRST_MS: f64 = -62_135_596_800_000.0;
+const LAST_MS: f64 = 253_402_300_799_999.0;
 
 /// "YYYY-MM-DD HH:MM:SS.mmm" in UTC (how SQLite's date functions read
 /// time), from milliseconds since the epoch.
@@ -417,6 +423,22 @@ mod tests {
             Timestamp(1_700_000_000_123)
         );
         assert_eq!(
+            SqlValue::convert(ColType::Timestamp, b"253402300799999"),
+            Timestamp(253_402_300_799_999)
+        );
+        assert_eq!(
+            SqlValue::convert(ColType::Timestamp, b"-62135596800"),
+            Timestamp(-62_135_596_800_000)
+        );
+        assert_eq!(
+            SqlValue::convert(ColType::Timestamp, b"253402300800000"),
+            Null
+        );
+        assert_eq!(
+            SqlValue::convert(ColType::Timestamp, b"-62135596800001"),
+            Null
+        );
+        assert_eq!(
             SqlValue::convert(ColType::Text, b"a\0b\xff"),
             Text("ab\u{fffd}".into())
         );
@@ -435,6 +457,14 @@ mod tests {
         );
         assert_eq!(format_timestamp(951_782_400_000), "2000-02-29 00:00:00.000");
         assert_eq!(format_timestamp(-1), "1969-12-31 23:59:59.999");
+        assert_eq!(
+            format_timestamp(-62_135_596_800_000),
+            "0001-01-01 00:00:00.000"
+        );
+        assert_eq!(
+            format_timestamp(253_402_300_799_999),
+            "9999-12-31 23:59:59.999"
+        );
     }
 
     #[test]

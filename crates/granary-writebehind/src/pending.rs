@@ -197,6 +197,9 @@ pub struct Pending {
     pub oldest: Option<Instant>,
     /// Number of entries (keys + appended rows + emptied databases).
     pub rows: usize,
+    /// Holds rows that may have been committed already: replayed from the
+    /// journal, or put back after a failed flush.
+    pub replayed: bool,
 }
 
 impl Pending {
@@ -263,6 +266,7 @@ impl Pending {
         old.keys.append(&self.keys);
         old.appended.append(&self.appended);
         old.rows = old.keys.len() + old.appended.len() + old.emptied.len();
+        old.replayed = true;
         old.oldest = match (old.oldest, self.oldest) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -296,6 +300,12 @@ impl Batch {
 
     pub fn oldest(&self) -> Option<Instant> {
         self.parts.iter().filter_map(|p| p.oldest).min()
+    }
+
+    /// No row of this batch can have been committed before (see
+    /// `Pending::replayed`).
+    pub fn fresh(&self) -> bool {
+        !self.parts.iter().any(|p| p.replayed)
     }
 
     /// The databases emptied, each once.

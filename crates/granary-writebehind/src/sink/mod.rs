@@ -14,7 +14,10 @@ pub trait Sink: Send {
     /// largest row id already there (list rules; 0 otherwise), so new ids
     /// start above it.
     fn prepare(&mut self, rule: &Rule) -> Result<i64, String>;
-    fn write(&mut self, ops: &[Op]) -> Result<(), String>;
+    /// Writes a chunk. `fresh`: the chunk's batch was never attempted
+    /// before, so no appended row of it can be in its table yet (a sink
+    /// may then insert them without looking for conflicts).
+    fn write(&mut self, ops: &[Op], fresh: bool) -> Result<(), String>;
 }
 
 /// Opens the sink `spec` names: `sqlite:<path>` (or a path ending in .db),

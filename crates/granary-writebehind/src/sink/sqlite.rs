@@ -298,7 +298,7 @@ impl Sink for SqliteSink {
         self.conn.query_row(&sql, [], |r| r.get(0)).map_err(err)
     }
 
-    fn write(&mut self, ops: &[Op]) -> Result<(), String> {
+    fn write(&mut self, ops: &[Op], _fresh: bool) -> Result<(), String> {
         self.build_sql(ops);
         let tx = self.conn.unchecked_transaction().map_err(err)?;
         for op in ops {
@@ -342,20 +342,20 @@ mod tests {
             rule: h.clone(),
             row: vec![t("u1"), t("i1"), SqlValue::Int(v)],
         };
-        s.write(&[up(1), up(2)]).unwrap();
+        s.write(&[up(1), up(2)], true).unwrap();
         let replace = |m: &[&str]| Op::Replace {
             rule: z.clone(),
             key: vec![t("u1")],
             rows: m.iter().map(|m| vec![t("u1"), t(m)]).collect(),
         };
-        s.write(&[replace(&["a", "b", "c"])]).unwrap();
-        s.write(&[replace(&["b", "d"])]).unwrap();
+        s.write(&[replace(&["a", "b", "c"])], true).unwrap();
+        s.write(&[replace(&["b", "d"])], true).unwrap();
         let app = |id| Op::Append {
             rule: l.clone(),
             row: vec![SqlValue::Int(id), t("u1"), t("x")],
         };
-        s.write(&[app(5), app(6)]).unwrap();
-        s.write(&[app(6), app(7)]).unwrap(); // a replayed batch
+        s.write(&[app(5), app(6)], true).unwrap();
+        s.write(&[app(6), app(7)], false).unwrap(); // a replayed batch
         let q = |s: &SqliteSink, sql: &str| -> Vec<String> {
             let mut st = s.conn.prepare(sql).unwrap();
             st.query_map([], |r| r.get::<_, String>(0))
@@ -373,10 +373,13 @@ mod tests {
             ["5", "6", "7"]
         );
         assert_eq!(s.prepare(&l).unwrap(), 7);
-        s.write(&[Op::Delete {
-            rule: z.clone(),
-            key: vec![t("u1")],
-        }])
+        s.write(
+            &[Op::Delete {
+                rule: z.clone(),
+                key: vec![t("u1")],
+            }],
+            true,
+        )
         .unwrap();
         assert!(q(&s, "SELECT item_id FROM read_items").is_empty());
     }
