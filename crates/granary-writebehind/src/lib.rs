@@ -20,13 +20,13 @@ pub mod pending;
 pub mod rules;
 pub mod sink;
 
-use arc_swap::ArcSwap;
 use journal::{Journal, Record, RecordRef};
 use parking_lot::{Condvar, Mutex, RwLock};
 use pending::{Batch, Pending};
 use rules::{KeyType, Rule, RuleSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -107,9 +107,14 @@ impl<T> std::ops::Deref for CacheLine<T> {
 pub(crate) const SLOTS: usize = 16;
 
 static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Numbers instances (tests run several in one process).
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static SLOT: usize = THREADS.fetch_add(1, Relaxed) % SLOTS;
+    /// This thread's copy of the rules: (instance, version, rules).
+    static RULES: std::cell::RefCell<(u64, u64, Arc<RuleSet>)> =
+        std::cell::RefCell::new((0, 0, Arc::default()));
 }
 
 /// The calling thread's slot.
@@ -133,11 +138,13 @@ pub struct WriteBehind {
     /// A sink is configured.
     configured: bool,
     journal: OnceLock<Journal>,
-    /// Read on every write to a key: a swap, so readers share no
-    /// counter (an RwLock's would bounce between cores).
-    rules: ArcSwap<RuleSet>,
-    /// Bumped when the rules change, so the flusher prepares new tables.
+    /// The rules and their version (bumped at each change, so the
+    /// flusher prepares new tables). Read on every write to a key through
+    /// a per-thread copy (`with_rules`), so readers share no counter.
+    rules: Mutex<(u64, Arc<RuleSet>)>,
     pub rules_version: AtomicU64,
+    /// Tells this instance's rules apart in the per-thread copies.
+    id: u64,
     slots: Box<[CacheLine<Slot>]>,
     /// Rows waiting in every slot (a mirror for lock-free readers).
     queued: CacheLine<AtomicU64>,
@@ -182,8 +189,9 @@ impl WriteBehind {
             enabled: AtomicBool::new(false),
             configured: !sink.trim().is_empty(),
             journal: OnceLock::new(),
-            rules: ArcSwap::from_pointee(rules),
+            rules: Mutex::new((1, Arc::new(rules))),
             rules_version: AtomicU64::new(1),
+            id: INSTANCES.fetch_add(1, Relaxed),
             slots: (0..SLOTS).map(|_| CacheLine::default()).collect(),
             queued: CacheLine::default(),
             next_id: CacheLine(AtomicI64::new(now_us)),
@@ -326,14 +334,32 @@ impl WriteBehind {
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.load_full()
+        self.rules.lock().1.clone()
+    }
+
+    /// Runs `f` with the rules: this thread's copy, unless they changed
+    /// since it was taken (one atomic load and a thread-local borrow).
+    #[inline]
+    fn with_rules<R>(&self, f: impl FnOnce(&RuleSet) -> R) -> R {
+        let version = self.rules_version.load(Acquire);
+        RULES.with(|cached| {
+            let mut cached = cached.borrow_mut();
+            if cached.0 != self.id || cached.1 != version {
+                let (v, rules) = &*self.rules.lock();
+                *cached = (self.id, *v, rules.clone());
+            }
+            f(&cached.2)
+        })
     }
 
     /// Replaces the rules (RULE ADD / DEL) and wakes the flusher to
     /// prepare their tables.
     pub fn set_rules(&self, rules: RuleSet) {
-        self.rules.store(Arc::new(rules));
-        self.rules_version.fetch_add(1, Relaxed);
+        let mut current = self.rules.lock();
+        let version = self.rules_version.load(Relaxed) + 1;
+        *current = (version, Arc::new(rules));
+        self.rules_version.store(version, Release);
+        drop(current);
         self.wake_flusher();
     }
 
@@ -389,7 +415,7 @@ impl WriteBehind {
         if !self.enabled() || !self.over_limit() || self.overflow_accept.load(Relaxed) {
             return false;
         }
-        let refuse = self.rules.load().any_matches(db, key);
+        let refuse = self.with_rules(|r| r.any_matches(db, key));
         if refuse {
             self.stats.refused.fetch_add(1, Relaxed);
         }
@@ -413,7 +439,7 @@ impl WriteBehind {
     /// pushed elements, `on_append`).
     #[inline]
     pub fn maps(&self, db: usize, key: &[u8]) -> bool {
-        self.enabled() && self.rules.load().mirrors(db, key)
+        self.enabled() && self.with_rules(|r| r.mirrors(db, key))
     }
 
     /// Queues a changed key that `maps` accepted.
@@ -432,11 +458,20 @@ impl WriteBehind {
         if !self.enabled() {
             return;
         }
-        let rules = self.rules.load();
-        let rule: Option<&Arc<Rule>> = rules.find(db, key, ty);
-        let Some(rule) = rule else {
-            return;
-        };
+        self.with_rules(|rules| {
+            if let Some(rule) = rules.find(db, key, ty) {
+                self.append_rows(rule, key, values);
+            }
+        })
+    }
+
+    /// Whether an element added to the `ty` collection at `key` would be
+    /// a row (so a caller can skip encoding it).
+    pub fn appends(&self, db: usize, key: &[u8], ty: KeyType) -> bool {
+        self.enabled() && self.with_rules(|r| r.find(db, key, ty).is_some())
+    }
+
+    fn append_rows<V: AsRef<[u8]>>(&self, rule: &Arc<Rule>, key: &[u8], values: &[V]) {
         let slot = slot();
         let mut p = self.slots[slot].pending.lock();
         // Taken under the key's shard lock: a key's rows get ids in push
@@ -463,7 +498,7 @@ impl WriteBehind {
         if !self.enabled() {
             return;
         }
-        if !self.rules.load().rules.iter().any(|r| r.db == db) {
+        if !self.with_rules(|r| r.rules.iter().any(|r| r.db == db)) {
             return;
         }
         // Not while a flush is taking the slots: a key queued after this
@@ -646,6 +681,35 @@ mod tests {
 
     fn value(thread: usize, i: usize) -> Vec<u8> {
         format!("{thread}-{i}").into_bytes()
+    }
+
+    /// The per-thread copy of the rules follows RULE ADD / DEL, and two
+    /// instances on one thread (tests) never see each other's rules.
+    #[test]
+    fn threads_see_rule_changes_and_instances_their_own_rules() {
+        let rules = |r: &str| RuleSet::parse(r).unwrap();
+        let a = WriteBehind::new("", rules("s string a:{n} table=t"), Settings::default());
+        let b = WriteBehind::new("", rules("s string b:{n} table=t"), Settings::default());
+        let sees = |wb: &WriteBehind, key: &[u8]| wb.with_rules(|r| r.mirrors(0, key));
+        assert!(sees(&a, b"a:1") && !sees(&a, b"b:1"));
+        assert!(sees(&b, b"b:1") && !sees(&b, b"a:1"));
+        std::thread::scope(|s| {
+            let (to_thread, from_main) = std::sync::mpsc::channel::<()>();
+            let (to_main, from_thread) = std::sync::mpsc::channel::<()>();
+            let (a, sees) = (&a, &sees);
+            let other = s.spawn(move || {
+                assert!(sees(a, b"a:1"));
+                to_main.send(()).unwrap();
+                from_main.recv().unwrap();
+                sees(a, b"c:1") && !sees(a, b"a:1")
+            });
+            from_thread.recv().unwrap();
+            a.set_rules(rules("s string c:{n} table=t"));
+            to_thread.send(()).unwrap();
+            assert!(other.join().unwrap(), "a thread kept the old rules");
+        });
+        assert!(sees(&a, b"c:1") && !sees(&a, b"a:1"));
+        assert!(sees(&b, b"b:1"));
     }
 
     /// Tails interleave in the file: a key queued (in another slot) after

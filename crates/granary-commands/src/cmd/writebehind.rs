@@ -401,7 +401,7 @@ pub fn pushed(server: &Server, db: usize, key: &[u8], values: &[Bytes]) {
 #[inline]
 pub fn stream_added(server: &Server, db: usize, key: &[u8], id: StreamId, fields: &[&[u8]]) {
     let wb = &server.writebehind;
-    if wb.enabled() && wb.rules().find(db, key, KeyType::Stream).is_some() {
+    if wb.appends(db, key, KeyType::Stream) {
         let entry = granary_writebehind::model::encode_stream_entry(id, fields);
         wb.on_append(db, key, KeyType::Stream, &[&entry]);
     }
