@@ -234,18 +234,7 @@ impl Db {
     /// Like get_mut but never deletes (for reads that must not write, such
     /// as scanning or a replica's view).
     pub fn peek(&self, hash: u64, key: &[u8], now: u64) -> Option<&Entry> {
-        let e = self.dict.get(hash, key)?;
-        let f = e.expire_field();
-        if f != 0 && self.resolve_expire(key, f) <= now {
-            return None;
-        }
-        // A hash whose fields have all expired is gone too.
-        if let Value::Hash(h) = &e.value {
-            if h.fields_due(now) && h.live_len(now) == 0 {
-                return None;
-            }
-        }
-        Some(e)
+        live(self.dict.get(hash, key)?, &self.far, now)
     }
 
     /// Write-behind: marks the entry at `key` pending. Some(true) if it
@@ -265,12 +254,13 @@ impl Db {
         self.dict.get(hash, key).is_some_and(Entry::pending)
     }
 
-    /// Write-behind's flusher has read `key`: the next write queues it
-    /// again.
-    pub fn clear_pending(&mut self, hash: u64, key: &[u8]) {
-        if let Some(e) = self.dict.get_mut(hash, key) {
-            e.set_pending(false);
-        }
+    /// Write-behind's flusher reads `key`: clears its pending mark (the
+    /// next write queues it again) and returns it as `peek` would, in one
+    /// lookup.
+    pub fn take_pending(&mut self, hash: u64, key: &[u8], now: u64) -> Option<&Entry> {
+        let e = self.dict.get_mut(hash, key)?;
+        e.set_pending(false);
+        live(e, &self.far, now)
     }
 
     /// Write-behind RESYNC: one SCAN step (`Dict::scan_mut`'s cursor) over
@@ -577,6 +567,20 @@ fn expire_time(far: &HashMap<Box<[u8]>, u64>, e: &Entry) -> Option<u64> {
         FAR_EXPIRE => Some(far.get(e.key()).copied().unwrap_or(u64::MAX)),
         f => Some(f),
     }
+}
+
+/// `e` as readers see it at `now`: None once its TTL has passed, or if it
+/// is a hash whose fields have all expired.
+fn live<'a>(e: &'a Entry, far: &HashMap<Box<[u8]>, u64>, now: u64) -> Option<&'a Entry> {
+    if expire_time(far, e).is_some_and(|t| t <= now) {
+        return None;
+    }
+    if let Value::Hash(h) = &e.value {
+        if h.fields_due(now) && h.live_len(now) == 0 {
+            return None;
+        }
+    }
+    Some(e)
 }
 
 /// Whether the hash at `key` has field TTLs and is registered in the

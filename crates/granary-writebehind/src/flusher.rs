@@ -245,14 +245,16 @@ impl<'a> Operations<'a> {
                 truncates.push(Op::Truncate { rule: rule.clone() });
             }
         }
-        let mut keys = vec![];
-        for (db, set) in p.keys_by_db().into_iter().enumerate() {
-            for k in set {
+        let mut keys: Vec<_> = p
+            .keys()
+            .map(|(db, k)| {
                 let h = hash_bytes(k);
-                keys.push((shard_of(h), h, db, k));
-            }
-        }
-        keys.sort_unstable_by_key(|k| k.0);
+                (shard_of(h), h, db, k)
+            })
+            .collect();
+        // By shard, then in hash order; a key queued twice is read once.
+        keys.sort_unstable();
+        keys.dedup();
         Operations {
             rules,
             ks,
@@ -282,8 +284,7 @@ impl<'a> Operations<'a> {
                     continue;
                 }
                 let before = ops.len();
-                shard.db(db).clear_pending(h, key);
-                match shard.db(db).peek(h, key, now) {
+                match shard.db(db).take_pending(h, key, now) {
                     Some(e) => {
                         let op = key_type(&e.value)
                             .and_then(|t| self.rules.find(db, key, t))

@@ -2,7 +2,7 @@
 //! flush (the keyspace entry's pending bit, `Db::mark_pending`, stops the
 //! repeats), and the flush reads each key's state then. A key can still be
 //! queued twice (deleted and re-created, or queued again after a failed
-//! batch was put back): the flush reads it once (`Batch::keys_by_db`).
+//! batch was put back): the flush reads it once (`flusher::Operations`).
 //! Appended rows (pushed list elements, stream entries) are not coalesced:
 //! each keeps its value and an id, assigned in push order, that becomes
 //! its row id, so a batch written twice (a retry after a failure) inserts
@@ -16,7 +16,6 @@
 
 use crate::journal::{put_bytes as put, take, take_bytes, take_u32};
 use crate::rules::Rule;
-use foldhash::{HashSet, HashSetExt};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
@@ -316,16 +315,9 @@ impl Batch {
         dbs
     }
 
-    /// The distinct queued keys of each database (index = database).
-    pub fn keys_by_db(&self) -> Vec<HashSet<&[u8]>> {
-        let mut out: Vec<HashSet<&[u8]>> = vec![];
-        for (db, key) in self.parts.iter().flat_map(|p| p.keys.iter()) {
-            if out.len() <= db {
-                out.resize_with(db + 1, HashSet::new);
-            }
-            out[db].insert(key);
-        }
-        out
+    /// The queued keys, (database, key), repeats included.
+    pub fn keys(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        self.parts.iter().flat_map(|p| p.keys.iter())
     }
 
     /// The appended rows in id order (each slot's are; this merges them),
@@ -363,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn repeated_keys_are_read_once() {
+    fn taking_keeps_repeated_keys_and_counts() {
         let mut p = Pending::default();
         for _ in 0..3 {
             p.mark(0, b"k");
@@ -373,9 +365,8 @@ mod tests {
         let taken = p.take();
         assert!(p.is_empty() && p.oldest.is_none());
         let batch = Batch::from(taken);
-        let by_db = batch.keys_by_db();
-        assert_eq!(by_db[0].len(), 1);
-        assert!(by_db[3].contains(&b"k"[..]));
+        let keys: Vec<(usize, &[u8])> = batch.keys().collect();
+        assert_eq!(keys, [(0, &b"k"[..]), (0, b"k"), (0, b"k"), (3, b"k")]);
         let taken = batch.into_parts().remove(0);
         assert_eq!(taken.rows, 4);
         assert!(p.is_empty() && p.oldest.is_none());

@@ -7,6 +7,7 @@ use crate::rules::{ColType, Rule};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, ToSql};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub struct SqliteSink {
     conn: Connection,
@@ -178,40 +179,57 @@ impl SqliteSink {
         Ok(())
     }
 
-    /// Builds the statements of the rules in `ops` not seen yet (or whose
+    /// The statements of `rule`, built when not seen yet (or when its
     /// name now maps another table).
-    fn build_sql(&mut self, ops: &[Op]) {
-        for op in ops {
-            let rule = op.rule();
-            if self
-                .sql
-                .get(&rule.name)
-                .is_none_or(|s| s.table != rule.table)
-            {
-                self.sql.insert(rule.name.clone(), RuleSql::new(rule));
-            }
-        }
-    }
-
-    fn apply(&self, op: &Op) -> Result<(), String> {
-        let rule = op.rule();
-        let sql = self
+    fn rule_sql(&mut self, rule: &Rule) -> &RuleSql {
+        let stale = self
             .sql
             .get(&rule.name)
-            .ok_or_else(|| format!("no statements built for rule {}", rule.name))?;
-        let exec = |text: &str, params: &[SqlValue]| -> Result<(), String> {
-            let mut st = self.conn.prepare_cached(text).map_err(err)?;
+            .is_none_or(|s| s.table != rule.table);
+        if stale {
+            self.sql.insert(rule.name.clone(), RuleSql::new(rule));
+        }
+        &self.sql[&rule.name]
+    }
+}
+
+/// One rule's statements within a chunk, each prepared (taken from
+/// SQLite's statement cache) on first use, then run for every row.
+struct Statements<'c> {
+    conn: &'c Connection,
+    sql: &'c RuleSql,
+    upsert: Option<rusqlite::CachedStatement<'c>>,
+    append: Option<rusqlite::CachedStatement<'c>>,
+    delete: Option<rusqlite::CachedStatement<'c>>,
+}
+
+impl<'c> Statements<'c> {
+    fn run(
+        conn: &'c Connection,
+        slot: &mut Option<rusqlite::CachedStatement<'c>>,
+        text: &str,
+        params: &[SqlValue],
+    ) -> Result<(), String> {
+        if slot.is_none() {
+            *slot = Some(conn.prepare_cached(text).map_err(err)?);
+        }
+        if let Some(st) = slot {
             st.execute(params_from_iter(params.iter())).map_err(err)?;
-            Ok(())
-        };
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), String> {
+        let (conn, sql) = (self.conn, self.sql);
         match op {
-            Op::Upsert { row, .. } => exec(&sql.upsert, row),
-            Op::Append { row, .. } => exec(&sql.append, row),
-            Op::Delete { key, .. } => exec(&sql.delete, key),
-            Op::Truncate { .. } => exec(&sql.truncate, &[]),
+            Op::Upsert { row, .. } => Self::run(conn, &mut self.upsert, &sql.upsert, row),
+            Op::Append { row, .. } => Self::run(conn, &mut self.append, &sql.append, row),
+            Op::Delete { key, .. } => Self::run(conn, &mut self.delete, &sql.delete, key),
+            Op::Truncate { .. } => conn.execute(&sql.truncate, []).map(drop).map_err(err),
             Op::Replace { key, rows, .. } => {
-                exec(&sql.delete, key)?;
-                rows.iter().try_for_each(|r| exec(&sql.upsert, r))
+                Self::run(conn, &mut self.delete, &sql.delete, key)?;
+                rows.iter()
+                    .try_for_each(|r| Self::run(conn, &mut self.upsert, &sql.upsert, r))
             }
         }
     }
@@ -299,10 +317,32 @@ impl Sink for SqliteSink {
     }
 
     fn write(&mut self, ops: &[Op], _fresh: bool) -> Result<(), String> {
-        self.build_sql(ops);
-        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        // Each rule's operations together, rules in the order they first
+        // appear (a chunk starts with its truncations), so a chunk looks
+        // each statement up once, not once per row.
+        let mut groups: Vec<(&Arc<Rule>, Vec<&Op>)> = vec![];
         for op in ops {
-            self.apply(op)?;
+            let rule = op.rule();
+            match groups.iter_mut().find(|(r, _)| Arc::ptr_eq(r, rule)) {
+                Some((_, g)) => g.push(op),
+                None => groups.push((rule, vec![op])),
+            }
+        }
+        for (rule, _) in &groups {
+            self.rule_sql(rule);
+        }
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        for (rule, ops) in &groups {
+            let mut st = Statements {
+                conn: &self.conn,
+                sql: &self.sql[&rule.name],
+                upsert: None,
+                append: None,
+                delete: None,
+            };
+            for op in ops {
+                st.apply(op)?;
+            }
         }
         // Dropping the transaction unfinished (an error above) rolls back.
         tx.commit().map_err(err)
