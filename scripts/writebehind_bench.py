@@ -4,6 +4,7 @@ and the command path's throughput with write-behind on vs off.
 
     python3 scripts/writebehind_bench.py [--rounds 3] [--rows 500000]
         [--requests 1000000] [--pg "host=... port=... user=... dbname=..."]
+        [--pin] [--skip-drain]
 
 1. Draining a backlog: starts Granary (GRANARY_BIN, default the release
    binary) with a sink, pauses write-behind, writes ROWS rows (half list
@@ -66,10 +67,17 @@ def free_port():
             return port
 
 
+# --pin: the server (every thread, the flusher included) on CPU 0 and
+# redis-benchmark on CPU 1, as ../shared/bench/compare.sh does: steadier
+# figures, and the flusher then competes with the commands for one core.
+SERVER_CPU, CLIENT_CPU = [], []
+
+
 def start(sink=None, rules=(), interval=1000):
     port = free_port()
     data = tempfile.mkdtemp(prefix="wb-bench-data-")
-    args = [BIN, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", data]
+    args = SERVER_CPU + [BIN, "--port", str(port), "--save", "", "--appendonly", "no",
+                         "--dir", data]
     if sink:
         args += ["--writebehind-sink", sink, "--writebehind-interval", str(interval),
                  "--writebehind-max-pending", "100000000"]
@@ -177,8 +185,9 @@ def run_mode(mode, sink, n):
                 before = wb_info(r)
             cpu, t = worker_cpu_ticks(proc.pid), time.time()
             out = subprocess.run(
-                ["redis-benchmark", "-p", str(port), "-n", str(n), "-P", "16", "-r", "100000",
-                 "-q", *args], capture_output=True, text=True, check=True).stdout
+                CLIENT_CPU + ["redis-benchmark", "-p", str(port), "-n", str(n), "-P", "16",
+                              "-r", "100000", "-q", *args],
+                capture_output=True, text=True, check=True).stdout
             elapsed = time.time() - t
             m = {"rps": float(re.findall(r"([\d.]+) requests per second", out)[-1]),
                  "ns": (worker_cpu_ticks(proc.pid) - cpu) * tick_ns / n}
@@ -234,7 +243,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pg", default="")
     ap.add_argument("--skip-drain", action="store_true")
+    ap.add_argument("--pin", action="store_true")
     a = ap.parse_args()
+    if a.pin:
+        SERVER_CPU[:] = ["taskset", "-c", "0"]
+        CLIENT_CPU[:] = ["taskset", "-c", "1"]
     tmp = tempfile.mkdtemp(prefix="wb-bench-")
     sinks = [Sink("sqlite", f"sqlite:{tmp}/bench.db", tmp)]
     if a.pg:

@@ -128,8 +128,7 @@ impl Flusher {
         // moment ago is then written under it, not missed.
         self.pacer.start();
         let taken = wb.take_pending();
-        let rules = wb.rules();
-        let version = wb.rules_version.load(Relaxed);
+        let (version, rules) = wb.versioned_rules();
         if self.prepared != version {
             for rule in &rules.rules {
                 match sink.prepare(rule) {

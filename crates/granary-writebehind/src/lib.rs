@@ -337,6 +337,11 @@ impl WriteBehind {
         self.rules.lock().1.clone()
     }
 
+    /// The rules with their version, read together.
+    pub fn versioned_rules(&self) -> (u64, Arc<RuleSet>) {
+        self.rules.lock().clone()
+    }
+
     /// Runs `f` with the rules: this thread's copy, unless they changed
     /// since it was taken (one atomic load and a thread-local borrow).
     #[inline]
