@@ -25,6 +25,12 @@
 //! else is corruption, and start-up stops with the file and offset.
 
 use crate::{CacheLine, SLOTS};
+// A frame's CRC-32C runs before replies are sent: the crate uses the CPU's
+// CRC32 instruction (SSE 4.2, ARMv8), several times faster than the
+// slice-by-16 tables it replaced (0.9 % of a write-behind LPUSH; the
+// byte-at-a-time table before them, 6 %). Same polynomial: files written
+// with either read with the other.
+use crc32c::crc32c;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -32,10 +38,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const MAGIC: &[u8; 8] = b"GRNWBJ1\n";
-/// Slice-by-16 tables: the journal's CRC runs before replies are sent, and
-/// the default byte-at-a-time table showed at 6% of a write-behind LPUSH.
-const CRC32C: crc::Crc<u32, crc::Table<16>> =
-    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// One change to the pending set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -508,7 +510,7 @@ impl Journal {
         };
         let mut header = [0u8; 8];
         header[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        header[4..].copy_from_slice(&CRC32C.checksum(data).to_le_bytes());
+        header[4..].copy_from_slice(&crc32c(data).to_le_bytes());
         match write_all_vectored(&mut seg.file, &header, data) {
             Ok(()) => {
                 seg.len += (header.len() + data.len()) as u64;
@@ -618,7 +620,7 @@ fn read_segment(path: &Path, last: bool, out: &mut Vec<Record>) -> Result<bool, 
                 Err(bad(at, "truncated frame"))
             };
         };
-        if CRC32C.checksum(body) != crc {
+        if crc32c(body) != crc {
             return Err(bad(at, "checksum mismatch"));
         }
         let records = Record::decode_all(body).ok_or_else(|| bad(at, "bad record"))?;
@@ -734,6 +736,13 @@ mod tests {
         assert!(err.contains("truncated frame"), "{err}");
     }
 
+    /// CRC-32C's check value: journals of earlier builds (the `crc`
+    /// crate's CRC_32_ISCSI) still read.
+    #[test]
+    fn frames_use_crc32c() {
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+    }
+
     #[test]
     fn garbage_lengths_do_not_allocate() {
         let d = dir("garbage");
@@ -749,7 +758,7 @@ mod tests {
         let body = [MARK, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f];
         let mut data = MAGIC.to_vec();
         data.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        data.extend_from_slice(&CRC32C.checksum(&body).to_le_bytes());
+        data.extend_from_slice(&crc32c(&body).to_le_bytes());
         data.extend_from_slice(&body);
         std::fs::write(segment_path(&d, 1), &data).unwrap();
         assert!(Journal::open(&d).err().unwrap().contains("bad record"));
