@@ -197,7 +197,8 @@ def run_mode(mode, sink, n):
                 r.execute_command("WRITEBEHIND", "FLUSH")
                 m["drain_s"] = time.time() - t
                 m["rows_per_s"] = (during["rows_flushed"] - before["rows_flushed"]) / elapsed
-                m["paced_ms"] = during["paced_ms"] - before["paced_ms"]
+                # (Builds before pacing have no paced_ms.)
+                m["paced_ms"] = during.get("paced_ms", 0) - before.get("paced_ms", 0)
             elif mode == "paused":
                 r.execute_command("WRITEBEHIND", "FLUSH")  # the next test starts empty
             results[test] = m
