@@ -652,6 +652,37 @@ fn postgres_values_of_every_type_survive_copy() {
     );
 }
 
+/// A row id already in the table (written by something else) makes the
+/// straight COPY of fresh rows fail; the chunk is written again through
+/// the staging table, the flush succeeds, and only the taken id is
+/// skipped.
+#[test]
+fn postgres_ids_taken_by_another_writer_do_not_fail_the_flush() {
+    let mut pg = Postgres::start("taken");
+    let s = granary(&pg.url(), "60000", &[]);
+    let mut c = s.conn();
+    let _: () = c.rpush("recommend:u1", "first").unwrap();
+    flush(&mut c);
+    let first: i64 = pg.rows("SELECT id FROM recommendations")[0][0].parse().unwrap();
+    // The next pushes get ids first + 1 and first + 2.
+    pg.rows(&format!(
+        "INSERT INTO recommendations (id, user_id, item_id) VALUES ({}, 'other', 'foreign')",
+        first + 1
+    ));
+    let _: () = c.rpush("recommend:u1", &["second", "third"]).unwrap();
+    flush(&mut c);
+    assert_eq!(
+        pg.rows(&format!(
+            "SELECT id - {first}, user_id, item_id FROM recommendations ORDER BY id"
+        )),
+        strs(&[
+            &["0", "u1", "first"],
+            &["1", "other", "foreign"],
+            &["2", "u1", "third"]
+        ])
+    );
+}
+
 /// PostgreSQL stopped under load, then started: the backlog rises while it
 /// is down and drains after; every row arrives once.
 #[test]
