@@ -663,7 +663,9 @@ fn postgres_ids_taken_by_another_writer_do_not_fail_the_flush() {
     let mut c = s.conn();
     let _: () = c.rpush("recommend:u1", "first").unwrap();
     flush(&mut c);
-    let first: i64 = pg.rows("SELECT id FROM recommendations")[0][0].parse().unwrap();
+    let first: i64 = pg.rows("SELECT id FROM recommendations")[0][0]
+        .parse()
+        .unwrap();
     // The next pushes get ids first + 1 and first + 2.
     pg.rows(&format!(
         "INSERT INTO recommendations (id, user_id, item_id) VALUES ({}, 'other', 'foreign')",

@@ -13,6 +13,7 @@
 //! through [`Source`].
 
 pub mod flusher;
+pub mod ids;
 pub mod journal;
 pub mod model;
 pub mod pace;
@@ -149,6 +150,8 @@ pub struct WriteBehind {
     /// Rows waiting in every slot (a mirror for lock-free readers).
     queued: CacheLine<AtomicU64>,
     next_id: CacheLine<AtomicI64>,
+    /// No id at or above it was handed out by any run (`ids`).
+    ids: OnceLock<ids::IdCeiling>,
     /// The backlog is at writebehind-max-pending: what every write
     /// command reads, changed only when that flips.
     full: AtomicBool,
@@ -195,6 +198,7 @@ impl WriteBehind {
             slots: (0..SLOTS).map(|_| CacheLine::default()).collect(),
             queued: CacheLine::default(),
             next_id: CacheLine(AtomicI64::new(now_us)),
+            ids: OnceLock::new(),
             full: AtomicBool::new(false),
             inflight_rows: AtomicU64::new(0),
             inflight_sealed: AtomicU64::new(0),
@@ -237,12 +241,35 @@ impl WriteBehind {
                 "write-behind: the journal ended with a write cut short (never acknowledged); dropped it"
             );
         }
+        let ids = ids::IdCeiling::open(dir)?;
+        self.ids_above(ids.get() - 1);
         let rows = self.recover(recovered.records);
-        if self.journal.set(journal).is_err() {
+        ids.reserve(self.next_id.load(Relaxed))?;
+        if self.journal.set(journal).is_err() || self.ids.set(ids).is_err() {
             return Err("write-behind started twice".into());
         }
         self.enabled.store(self.configured, Relaxed);
         Ok(rows)
+    }
+
+    /// Ids up to `end` are about to be used: the ceiling must be above
+    /// them first (the background thread keeps it a block ahead, so this
+    /// writes only after a burst of more than half a block in 100 ms).
+    #[inline]
+    fn ids_used(&self, end: i64) {
+        if let Some(ids) = self.ids.get() {
+            if end > ids.get() {
+                self.reserve_ids(end);
+            }
+        }
+    }
+
+    #[cold]
+    fn reserve_ids(&self, end: i64) {
+        if let Some(Err(e)) = self.ids.get().map(|ids| ids.reserve(end)) {
+            tracing::warn!("write-behind: {e}");
+            *self.stats.last_error.lock() = e;
+        }
     }
 
     /// Replays journaled records into the pending set (not journaled
@@ -314,6 +341,15 @@ impl WriteBehind {
             if sync {
                 j.sync_now();
             }
+        }
+        // Keep the id ceiling at least half a block ahead of the ids.
+        let next = self.next_id.load(Relaxed);
+        if self
+            .ids
+            .get()
+            .is_some_and(|ids| next + ids::BLOCK / 2 > ids.get())
+        {
+            self.reserve_ids(next);
         }
     }
 
@@ -482,6 +518,7 @@ impl WriteBehind {
         // Taken under the key's shard lock: a key's rows get ids in push
         // order, whichever slots they are queued in.
         let first = self.next_id.fetch_add(values.len() as i64, Relaxed);
+        self.ids_used(first + values.len() as i64);
         for (id, v) in (first..).zip(values) {
             self.journal(
                 slot,
@@ -686,6 +723,36 @@ mod tests {
 
     fn value(thread: usize, i: usize) -> Vec<u8> {
         format!("{thread}-{i}").into_bytes()
+    }
+
+    /// Ids of a run start above every id of the run before, even with
+    /// the clock set back between them.
+    #[test]
+    fn ids_stay_above_the_previous_run_whatever_the_clock() {
+        let (wb, dir) = started("ids");
+        let rows: Vec<Vec<u8>> = (0..1000).map(|i| value(0, i)).collect();
+        wb.on_append(0, b"log:1", KeyType::List, &rows);
+        let last = wb.next_id.load(Relaxed) - 1;
+        // Written to the database: nothing of them is left in the journal.
+        drop(wb.take_pending());
+        wb.committed();
+        // The journal's thread tops the ceiling up ahead of the ids.
+        wb.next_id.fetch_add(ids::BLOCK, Relaxed);
+        wb.journal_tick(false);
+        let used = wb.next_id.load(Relaxed) - 1;
+        assert!(wb.ids.get().unwrap().get() > used + ids::BLOCK / 2);
+        drop(wb);
+        let rules = RuleSet::parse("l list log:{n} table=t").unwrap();
+        let wb = WriteBehind::new("sqlite:unused.db", rules, Settings::default());
+        // A clock set back to 1970.
+        wb.next_id.store(1, Relaxed);
+        wb.start(&dir).unwrap();
+        wb.take_pending();
+        wb.on_append(0, b"log:1", KeyType::List, &[b"after"]);
+        let batch = wb.take_pending();
+        let id = batch.appended().next().unwrap().id;
+        assert!(id > used && id > last, "{id} <= {used}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The per-thread copy of the rules follows RULE ADD / DEL, and two
