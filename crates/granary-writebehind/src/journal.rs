@@ -213,6 +213,10 @@ pub struct Journal {
     /// The segment being filled (sealing moves every tail to the next).
     seq: AtomicU64,
     file: Mutex<Option<Segment>>,
+    /// Segments finished (a later one is being written) and not fsynced
+    /// yet: the next fsync takes them, off the path of the write that
+    /// moved on (a reply would otherwise wait for it).
+    finished: Mutex<Vec<Segment>>,
     /// Write-outs done / the write-out count at the last fsync.
     writes: AtomicU64,
     synced_writes: AtomicU64,
@@ -293,6 +297,7 @@ impl Journal {
             tails,
             seq: AtomicU64::new(next),
             file: Mutex::new(None),
+            finished: Mutex::new(vec![]),
             writes: AtomicU64::new(0),
             synced_writes: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
@@ -377,6 +382,8 @@ impl Journal {
         if f.as_ref().is_some_and(|s| s.seq <= sealed) {
             *f = None;
         }
+        // Committed: their files go, no need to fsync them.
+        self.finished.lock().retain(|seg| seg.seq > sealed);
         match list_segments(&self.dir) {
             Ok(segments) => {
                 for (seq, path) in segments {
@@ -489,9 +496,9 @@ impl Journal {
     ) -> Result<(), (PathBuf, io::Error)> {
         let path = segment_path(&self.dir, seq);
         if f.as_ref().is_none_or(|s| s.seq != seq) {
-            // A sealed segment is complete: make it durable before moving on.
+            // Its frames are fsynced with the current segment's.
             if let Some(old) = f.take() {
-                let _ = old.file.sync_data();
+                self.finished.lock().push(old);
             }
             let mut file = OpenOptions::new()
                 .create(true)
@@ -527,13 +534,21 @@ impl Journal {
 
     fn sync(&self, f: &mut Option<Segment>) {
         let writes = self.writes.load(Relaxed);
-        if let Some(seg) = f.as_mut() {
-            match seg.file.sync_data() {
-                Ok(()) => self.synced_writes.store(writes, Relaxed),
-                Err(e) => self.failed(&segment_path(&self.dir, seg.seq), "fsync", &e),
+        let finished = std::mem::take(&mut *self.finished.lock());
+        let mut ok = true;
+        for seg in finished.iter().chain(f.as_ref()) {
+            if let Err(e) = seg.file.sync_data() {
+                self.failed(&segment_path(&self.dir, seg.seq), "fsync", &e);
+                ok = false;
             }
-        } else {
+        }
+        if ok {
             self.synced_writes.store(writes, Relaxed);
+        } else {
+            // Tried again at the next fsync.
+            let mut again = self.finished.lock();
+            let newer = std::mem::replace(&mut *again, finished);
+            again.extend(newer);
         }
     }
 
@@ -686,6 +701,33 @@ mod tests {
         drop(j);
         let (_, rec) = Journal::open(&d).unwrap();
         assert_eq!(rec.records, [Record::Emptied { db: 2 }, append(8)]);
+    }
+
+    /// Moving on to a new segment leaves the old one's fsync to the next
+    /// fsync (the background thread's, or a reply's with `always`), not
+    /// to the write that moved on; a commit drops it.
+    #[test]
+    fn finished_segments_are_fsynced_with_the_next_fsync() {
+        let d = dir("finished");
+        let (j, _) = Journal::open(&d).unwrap();
+        j.append(0, mark("a").as_ref());
+        j.wait_durable(false);
+        let first = j.seal();
+        j.append(0, mark("b").as_ref());
+        j.wait_durable(false);
+        assert_eq!(j.finished.lock().len(), 1);
+        assert!(j.unsynced());
+        j.sync_now();
+        assert!(j.finished.lock().is_empty() && !j.unsynced());
+        j.seal();
+        j.append(0, mark("c").as_ref());
+        j.wait_durable(false);
+        assert_eq!(j.finished.lock().len(), 1);
+        j.committed(first + 1);
+        assert!(j.finished.lock().is_empty());
+        drop(j);
+        let (_, rec) = Journal::open(&d).unwrap();
+        assert_eq!(rec.records, [mark("c")]);
     }
 
     #[test]
