@@ -685,6 +685,23 @@ fn postgres_ids_taken_by_another_writer_do_not_fail_the_flush() {
     );
 }
 
+/// Two keys whose key columns the table holds as equal (character(n)
+/// ignores trailing spaces) are upserted in one chunk: one row, no
+/// "cannot affect row a second time".
+#[test]
+fn postgres_keys_equal_in_the_table_are_one_upsert() {
+    let mut pg = Postgres::start("bpchar");
+    pg.rows("CREATE TABLE names (id character(4) PRIMARY KEY, name text)");
+    let s = granary(&pg.url(), "60000", &[]);
+    let mut c = s.conn();
+    let _: () = c.set("name:x", "first").unwrap();
+    let _: () = c.set("name:x ", "second").unwrap();
+    flush(&mut c);
+    let rows = pg.rows("SELECT id, name FROM names");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0].trim_end(), "x");
+}
+
 /// PostgreSQL stopped under load, then started: the backlog rises while it
 /// is down and drains after; every row arrives once.
 #[test]

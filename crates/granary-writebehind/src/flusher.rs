@@ -254,6 +254,9 @@ impl<'a> Operations<'a> {
         // By shard, then in hash order; a key queued twice is read once.
         keys.sort_unstable();
         keys.dedup();
+        // Pending entries that no key or row stands for below (a key
+        // queued twice, a database emptied) go with the first chunk.
+        let entries = p.rows().saturating_sub(keys.len() + p.appended_rows());
         Operations {
             rules,
             ks,
@@ -261,7 +264,7 @@ impl<'a> Operations<'a> {
             keys,
             next_key: 0,
             appended: Box::new(p.appended()),
-            entries: p.emptied().len() as u64,
+            entries: entries as u64,
         }
     }
 
@@ -298,8 +301,13 @@ impl<'a> Operations<'a> {
         self.entries += (self.next_key - first_key) as u64;
         while n < rows {
             let Some(a) = self.appended.next() else { break };
-            ops.extend(model::appended(a.rule, a.id, a.key, a.value));
-            n += 1;
+            // A row that gives nothing (an entry that does not decode, a
+            // key its rule no longer matches) does not count: a chunk is
+            // empty only at the end of the batch.
+            if let Some(op) = model::appended(a.rule, a.id, a.key, a.value) {
+                ops.push(op);
+                n += 1;
+            }
             self.entries += 1;
         }
         ops
@@ -339,8 +347,35 @@ fn deleted(ops: &mut Vec<Op>, rules: &RuleSet, db: usize, key: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SqlValue;
     use crate::pending::Pending;
     use granary_keyspace::{StrValue, Value};
+
+    /// Rows that give no operation (their key no longer matches the rule,
+    /// an entry that does not decode) never end a batch early, however
+    /// many come in a row.
+    #[test]
+    fn rows_that_give_nothing_do_not_end_the_batch() {
+        let rules = RuleSet::parse("l list log:{u} table=log").unwrap();
+        let ks = Keyspace::new(1);
+        let mut p = Pending::default();
+        for id in 0..10 {
+            p.append(&rules.rules[0], id, b"other:1", b"lost");
+        }
+        p.append(&rules.rules[0], 10, b"log:u", b"kept");
+        p.mark(0, b"log:x");
+        p.mark(0, b"log:x");
+        let batch: Batch = p.into();
+        let mut ops = Operations::new(&batch, &rules, &ks);
+        let chunk = ops.next_chunk(3);
+        assert_eq!(chunk.len(), 1, "{chunk:?}");
+        assert!(
+            matches!(&chunk[0], Op::Append { row, .. } if row[2] == SqlValue::Text("kept".into()))
+        );
+        // Every pending entry is accounted for, the repeated key included.
+        assert_eq!(ops.entries, 13);
+        assert!(ops.next_chunk(3).is_empty());
+    }
 
     #[test]
     fn operations_follow_current_state() {

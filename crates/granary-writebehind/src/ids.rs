@@ -40,7 +40,14 @@ impl IdCeiling {
         let mut buf = [0u8; 8];
         let ceiling = match file.read_exact_at(&mut buf, 0) {
             Ok(()) => i64::from_le_bytes(buf),
-            Err(_) => 0,
+            Err(_) => {
+                // Just created: its directory entry is made durable before
+                // the first ceiling is relied on.
+                if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                    tracing::warn!("write-behind: can't fsync {}: {e}", dir.display());
+                }
+                0
+            }
         };
         Ok(IdCeiling {
             file: Mutex::new(file),

@@ -315,6 +315,11 @@ impl Batch {
         dbs
     }
 
+    /// The appended rows in every part.
+    pub fn appended_rows(&self) -> usize {
+        self.parts.iter().map(|p| p.appended.len()).sum()
+    }
+
     /// The queued keys, (database, key), repeats included.
     pub fn keys(&self) -> impl Iterator<Item = (usize, &[u8])> {
         self.parts.iter().flat_map(|p| p.keys.iter())

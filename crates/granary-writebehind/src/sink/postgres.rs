@@ -176,6 +176,9 @@ fn key_match(out: &mut String, rule: &Rule, key: &[SqlValue]) {
     }
 }
 
+/// The staging table's own column: the order rows were staged in.
+const STAGE_ORDER: &str = "granary_seq";
+
 /// How a rule's rows reach its table.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Via {
@@ -257,37 +260,11 @@ impl<'a> Plan<'a> {
 }
 
 impl Group<'_> {
-    /// The rows as COPY text. PostgreSQL refuses an ON CONFLICT DO UPDATE
-    /// that meets one row twice, so upserted rows with the same key
-    /// columns are reduced to the last one.
+    /// The rows as COPY text.
     fn copy_data(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.rows.len() * 48);
-        if self.via != Via::StagedUpsert {
-            for r in &self.rows {
-                copy_row(&mut out, r);
-            }
-            return out;
-        }
-        let cols: Vec<String> = self.rule.columns().into_iter().map(|c| c.name).collect();
-        let key_pos: Vec<usize> = self
-            .rule
-            .key_columns()
-            .iter()
-            .filter_map(|k| cols.iter().position(|c| c == k))
-            .collect();
-        let mut last: HashMap<Vec<u8>, usize> = HashMap::with_capacity(self.rows.len());
-        for (i, r) in self.rows.iter().enumerate() {
-            let mut key = vec![];
-            for &p in &key_pos {
-                copy_value(&mut key, &r[p]);
-                key.push(b'\t');
-            }
-            last.insert(key, i);
-        }
-        let mut keep: Vec<usize> = last.into_values().collect();
-        keep.sort_unstable();
-        for i in keep {
-            copy_row(&mut out, self.rows[i]);
+        for r in &self.rows {
+            copy_row(&mut out, r);
         }
         out
     }
@@ -308,15 +285,21 @@ impl Group<'_> {
                 .map(|c| c.name)
                 .collect::<Vec<_>>(),
         );
-        let action = match self.via {
-            Via::StagedUpsert => upsert_action(self.rule),
-            _ => "DO NOTHING".into(),
-        };
-        format!(
-            "INSERT INTO {} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({}) {action}",
-            ident(&self.rule.table),
-            ident_list(&self.rule.key_columns())
-        )
+        let keys = ident_list(&self.rule.key_columns());
+        let table = ident(&self.rule.table);
+        match self.via {
+            // PostgreSQL refuses an ON CONFLICT DO UPDATE that meets one
+            // row twice: of the rows whose key columns are equal (as the
+            // table's types and collations compare them), the last staged.
+            Via::StagedUpsert => format!(
+                "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} \
+                 ORDER BY {keys}, {STAGE_ORDER} DESC ON CONFLICT ({keys}) {}",
+                upsert_action(self.rule)
+            ),
+            _ => format!(
+                "INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({keys}) DO NOTHING"
+            ),
+        }
     }
 }
 
@@ -363,7 +346,8 @@ impl PgSink {
         }
         let name = ident(&format!("granary_stage_{}", self.stages.len() + 1));
         let sql = format!(
-            "CREATE TEMPORARY TABLE IF NOT EXISTS {name} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {name} (LIKE {} INCLUDING DEFAULTS, \
+             {STAGE_ORDER} bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DELETE ROWS",
             ident(&rule.table)
         );
         self.rt.block_on(self.client.batch_execute(&sql))?;
@@ -553,11 +537,12 @@ mod tests {
             .map(|g| (g.rule.name.as_str(), g.via))
             .collect();
         assert_eq!(vias, [("h", Via::StagedUpsert), ("l", Via::Copy)]);
-        // The upserts of key x are reduced to the last.
-        assert_eq!(plan.groups[0].copy_data(), b"y\t1\t2\nx\t1\t3\n");
+        assert_eq!(plan.groups[0].copy_data(), b"x\t1\t1\ny\t1\t2\nx\t1\t3\n");
+        // The upserts of key x are reduced to the last staged.
         assert_eq!(
             plan.groups[0].move_sql("s"),
-            "INSERT INTO \"t\" (\"u\", \"a\", \"b\") SELECT \"u\", \"a\", \"b\" FROM s \
+            "INSERT INTO \"t\" (\"u\", \"a\", \"b\") SELECT DISTINCT ON (\"u\") \"u\", \"a\", \"b\" FROM s \
+             ORDER BY \"u\", granary_seq DESC \
              ON CONFLICT (\"u\") DO UPDATE SET \"a\" = excluded.\"a\", \"b\" = excluded.\"b\""
         );
         assert_eq!(plan.groups[1].copy_data(), b"5\tu\tv\n6\tu\tv\n");

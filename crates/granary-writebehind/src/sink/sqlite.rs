@@ -317,21 +317,30 @@ impl Sink for SqliteSink {
     }
 
     fn write(&mut self, ops: &[Op], _fresh: bool) -> Result<(), String> {
-        // Each rule's operations together, rules in the order they first
-        // appear (a chunk starts with its truncations), so a chunk looks
-        // each statement up once, not once per row.
+        // Truncations first (two rules may share a table), then each
+        // rule's operations together, so a chunk looks each statement up
+        // once, not once per row.
+        let mut truncates = vec![];
         let mut groups: Vec<(&Arc<Rule>, Vec<&Op>)> = vec![];
         for op in ops {
             let rule = op.rule();
+            if let Op::Truncate { .. } = op {
+                truncates.push(rule);
+                continue;
+            }
             match groups.iter_mut().find(|(r, _)| Arc::ptr_eq(r, rule)) {
                 Some((_, g)) => g.push(op),
                 None => groups.push((rule, vec![op])),
             }
         }
-        for (rule, _) in &groups {
+        for rule in truncates.iter().copied().chain(groups.iter().map(|g| g.0)) {
             self.rule_sql(rule);
         }
         let tx = self.conn.unchecked_transaction().map_err(err)?;
+        for rule in truncates {
+            let sql = &self.sql[&rule.name].truncate;
+            self.conn.execute(sql, []).map_err(err)?;
+        }
         for (rule, ops) in &groups {
             let mut st = Statements {
                 conn: &self.conn,
@@ -364,8 +373,37 @@ mod tests {
         p.display().to_string()
     }
 
+    /// The first column of a query's rows, as text.
+    fn q(s: &SqliteSink, sql: &str) -> Vec<String> {
+        let mut st = s.conn.prepare(sql).unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
     fn t(s: &str) -> SqlValue {
         SqlValue::Text(s.into())
+    }
+
+    /// Two rules writing one table from two databases, both emptied: the
+    /// chunk's truncations run before any row is written, whatever the
+    /// grouping by rule.
+    #[test]
+    fn truncations_come_before_the_rows_of_a_shared_table() {
+        let path = tmp("shared");
+        let mut s = SqliteSink::open(&path).unwrap();
+        let r0 = rule("a string n:{id} table=names db=0");
+        let r1 = rule("b string n:{id} table=names db=1");
+        s.prepare(&r0).unwrap();
+        s.prepare(&r1).unwrap();
+        let truncate = |r: &Arc<Rule>| Op::Truncate { rule: r.clone() };
+        let up = Op::Upsert {
+            rule: r0.clone(),
+            row: vec![t("1"), t("one")],
+        };
+        s.write(&[truncate(&r0), truncate(&r1), up], true).unwrap();
+        assert_eq!(q(&s, "SELECT id || value FROM names"), ["1one"]);
     }
 
     #[test]
@@ -396,13 +434,6 @@ mod tests {
         };
         s.write(&[app(5), app(6)], true).unwrap();
         s.write(&[app(6), app(7)], false).unwrap(); // a replayed batch
-        let q = |s: &SqliteSink, sql: &str| -> Vec<String> {
-            let mut st = s.conn.prepare(sql).unwrap();
-            st.query_map([], |r| r.get::<_, String>(0))
-                .unwrap()
-                .map(|r| r.unwrap())
-                .collect()
-        };
         assert_eq!(q(&s, "SELECT read_at || '' FROM reads"), ["2"]);
         assert_eq!(
             q(&s, "SELECT item_id FROM read_items ORDER BY 1"),
